@@ -1,0 +1,57 @@
+"""Configuration dataclasses for media limits, frozen encoders and understanding adapters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class MediaLimits:
+    """What a media input may be; anything beyond gets a MediaError naming the limit."""
+
+    max_bytes: int = 512 * 2**20
+    max_audio_seconds: float = 900.0
+    min_audio_seconds: float = 0.05
+    max_video_seconds: float = 900.0
+    max_image_pixels: int = 64_000_000
+    min_image_side: int = 8
+
+
+@dataclass
+class MusicEncoderConfig:
+    """MERT-v1 run through transformers' HubertModel (no remote code)."""
+
+    source: str | None = None
+    arch: dict[str, Any] = field(default_factory=dict)
+    sample_rate: int = 24_000
+    window_seconds: float = 60.0
+    frames_per_step: int = 15
+
+
+@dataclass
+class ImageEncoderConfig:
+    """ViT image encoder (ViT-B/16 at 224 px gives 197 tokens)."""
+
+    source: str | None = None
+    arch: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class VideoEncoderConfig:
+    """ViViT video encoder (ViViT-B/16x2 on 32 frames gives 3137 tokens)."""
+
+    source: str | None = None
+    arch: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AdapterConfig:
+    """Understanding adapters: aggregate encoder tokens, pool over time, project to the LLM width."""
+
+    llm_width: int = 4096
+    num_tokens: int = 1
+    num_blocks: int = 3
+    ffn_width: int | None = None
+    rnn: str = "gru"
+    norm_eps: float = 1e-6
