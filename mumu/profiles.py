@@ -1,0 +1,148 @@
+"""Size presets: `tiny` and `full` are small builder functions over one general builder (torchtune style)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapters.config import (
+    AdapterConfig,
+    ImageEncoderConfig,
+    MediaLimits,
+    MusicEncoderConfig,
+    VideoEncoderConfig,
+)
+from adapters.mert import MERT_V1_330M_ARCH
+from adapters.vision import VIT_B16_ARCH, VIVIT_B16X2_ARCH
+from mumu.config import (
+    DecoderConfig,
+    InjectionConfig,
+    LLMConfig,
+    MuMuConfig,
+    ProjectorConfig,
+    ProjectorStream,
+    TrainableConfig,
+)
+
+DECODER_KINDS = ("musicgen", "musicgen_melody", "audioldm2")
+
+LLAMA2_7B_ARCH: dict[str, Any] = dict(
+    vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+    num_key_value_heads=32, max_position_embeddings=4096, rms_norm_eps=1e-5, tie_word_embeddings=False,
+    bos_token_id=1, eos_token_id=2,
+)
+TINY_LLAMA_ARCH: dict[str, Any] = dict(
+    vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=7, num_attention_heads=4,
+    num_key_value_heads=2, max_position_embeddings=2048, rms_norm_eps=1e-5, tie_word_embeddings=False,
+    bos_token_id=1, eos_token_id=2, pad_token_id=0,
+)
+TINY_MERT_ARCH: dict[str, Any] = dict(
+    hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(16,) * 7,
+    conv_stride=(5, 2, 2, 2, 2, 2, 2), conv_kernel=(10, 3, 3, 3, 3, 2, 2), num_conv_pos_embeddings=16,
+    num_conv_pos_embedding_groups=4, feat_extract_norm="group", feat_proj_layer_norm=True,
+    do_stable_layer_norm=False, mask_time_prob=0.0,
+)
+TINY_VIT_ARCH: dict[str, Any] = dict(
+    image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+)
+TINY_VIVIT_ARCH: dict[str, Any] = dict(
+    image_size=32, num_frames=8, tubelet_size=[2, 8, 8], hidden_size=32, num_hidden_layers=2,
+    num_attention_heads=2, intermediate_size=64,
+)
+
+# Published decoder checkpoints and the conditioning they read: (streams as name, tokens, width, masked).
+FULL_DECODERS: dict[str, tuple[str, list[tuple[str, int, int, bool]]]] = {
+    "musicgen": ("facebook/musicgen-medium", [("encoder_hidden_states", 128, 768, True)]),
+    "musicgen_melody": ("facebook/musicgen-melody", [("encoder_hidden_states", 128, 768, True)]),
+    "audioldm2": ("cvssp/audioldm2-music", [("prompt_embeds", 128, 1024, True),
+                                            ("generated_prompt_embeds", 8, 768, False)]),
+}
+TINY_DECODERS: dict[str, list[tuple[str, int, int, bool]]] = {
+    "musicgen": [("encoder_hidden_states", 16, 32, True)],
+    "musicgen_melody": [("encoder_hidden_states", 16, 32, True)],
+    "audioldm2": [("prompt_embeds", 16, 32, True), ("generated_prompt_embeds", 8, 16, False)],
+}
+
+
+def build_config(
+    *,
+    profile: str,
+    llm: LLMConfig,
+    music_encoder: MusicEncoderConfig,
+    image_encoder: ImageEncoderConfig,
+    video_encoder: VideoEncoderConfig,
+    decoder: DecoderConfig,
+    streams: list[tuple[str, int, int, bool]],
+    adapter_blocks: int = 3,
+    adapter_tokens: int = 1,
+    group_size: int = 6,
+    projector: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> MuMuConfig:
+    """The one general builder every preset goes through (returned in JSON-canonical form: lists, not tuples)."""
+    width = llm.arch["hidden_size"]
+    config = MuMuConfig(
+        profile=profile,
+        seed=seed,
+        limits=MediaLimits(),
+        music_encoder=music_encoder,
+        image_encoder=image_encoder,
+        video_encoder=video_encoder,
+        adapter=AdapterConfig(llm_width=width, num_tokens=adapter_tokens, num_blocks=adapter_blocks),
+        llm=llm,
+        injection=InjectionConfig(group_size=group_size),
+        projector=ProjectorConfig(
+            streams=[ProjectorStream(name, n, w, masked) for name, n, w, masked in streams], **(projector or {})
+        ),
+        decoder=decoder,
+        trainable=TrainableConfig(),
+    )
+    return MuMuConfig.from_dict(config.to_dict())
+
+
+def _check_decoder(decoder: str) -> None:
+    if decoder not in DECODER_KINDS:
+        raise ValueError(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODER_KINDS)}")
+
+
+def tiny(decoder: str = "musicgen", seed: int = 0) -> MuMuConfig:
+    """Every component small and random-init from configs in the repo: builds offline in seconds."""
+    _check_decoder(decoder)
+    return build_config(
+        profile="tiny",
+        seed=seed,
+        llm=LLMConfig(tokenizer="builtin:tiny-tokenizer", arch=dict(TINY_LLAMA_ARCH), lora_rank=4,
+                      lora_alpha=8.0, lora_dropout=0.0),
+        music_encoder=MusicEncoderConfig(arch=dict(TINY_MERT_ARCH), window_seconds=4.0, frames_per_step=4),
+        image_encoder=ImageEncoderConfig(arch=dict(TINY_VIT_ARCH)),
+        video_encoder=VideoEncoderConfig(arch=dict(TINY_VIVIT_ARCH)),
+        decoder=DecoderConfig(kind=decoder),
+        streams=TINY_DECODERS[decoder],
+        adapter_blocks=2,
+        group_size=2,
+        projector=dict(width=32, heads=2, encoder_layers=1, decoder_layers=1, ffn_width=64),
+    )
+
+
+def full(decoder: str = "musicgen", llm_source: str = "meta-llama/Llama-2-7b-hf") -> MuMuConfig:
+    """The published components: MERT-v1-330M, ViT-B/16, ViViT-B/16x2, a Llama-2-7B-class LLM, MusicGen/AudioLDM2."""
+    _check_decoder(decoder)
+    decoder_source, streams = FULL_DECODERS[decoder]
+    return build_config(
+        profile="full",
+        llm=LLMConfig(source=llm_source, arch=dict(LLAMA2_7B_ARCH)),
+        music_encoder=MusicEncoderConfig(source="m-a-p/MERT-v1-330M", arch=dict(MERT_V1_330M_ARCH)),
+        image_encoder=ImageEncoderConfig(source="google/vit-base-patch16-224", arch=dict(VIT_B16_ARCH)),
+        video_encoder=VideoEncoderConfig(source="google/vivit-b-16x2-kinetics400", arch=dict(VIVIT_B16X2_ARCH)),
+        decoder=DecoderConfig(kind=decoder, source=decoder_source),
+        streams=streams,
+    )
+
+
+PROFILES = {"tiny": tiny, "full": full}
+
+
+def get_profile(name: str, **kwargs: Any) -> MuMuConfig:
+    """Config for a named profile."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+    return PROFILES[name](**kwargs)

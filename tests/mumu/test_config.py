@@ -1,0 +1,58 @@
+"""Config tree: presets, dict/JSON round trips, and clear errors for bad configs."""
+
+import json
+
+import pytest
+
+from mumu.config import MuMuConfig
+from mumu.profiles import full, get_profile, tiny
+
+
+@pytest.mark.parametrize("decoder", ["musicgen", "musicgen_melody", "audioldm2"])
+def test_round_trip_through_dict_and_json(tmp_path, decoder):
+    for cfg in (tiny(decoder=decoder), full(decoder=decoder)):
+        again = MuMuConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+        assert again == cfg
+        cfg.save(tmp_path)
+        assert MuMuConfig.load(tmp_path) == cfg
+
+
+def test_full_preset_matches_published_shapes():
+    cfg = full()
+    assert cfg.llm.arch["hidden_size"] == 4096 and cfg.llm.arch["num_hidden_layers"] == 32
+    assert cfg.llm.lora_rank == 16 and len(cfg.llm.lora_targets) == 7
+    assert cfg.injection.group_size == 6
+    assert cfg.adapter.num_tokens == 1
+    (stream,) = cfg.projector.streams
+    assert (stream.num_tokens, stream.width, stream.masked) == (128, 768, True)
+    ldm = full(decoder="audioldm2").projector.streams
+    assert [(s.num_tokens, s.width) for s in ldm] == [(128, 1024), (8, 768)]
+
+
+def test_unknown_key_is_rejected_with_its_path():
+    data = tiny().to_dict()
+    data["llm"]["lora_rnak"] = 8
+    with pytest.raises(ValueError, match=r"config\.llm: unknown keys \['lora_rnak'\]"):
+        MuMuConfig.from_dict(data)
+
+
+def test_newer_version_is_rejected():
+    data = tiny().to_dict()
+    data["version"] = 99
+    with pytest.raises(ValueError, match="newer than this code"):
+        MuMuConfig.from_dict(data)
+
+
+def test_missing_and_broken_config_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no config\.json"):
+        MuMuConfig.load(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        MuMuConfig.load(tmp_path)
+
+
+def test_unknown_profile_and_decoder():
+    with pytest.raises(ValueError, match="unknown profile 'huge'"):
+        get_profile("huge")
+    with pytest.raises(ValueError, match="unknown decoder 'jukebox'"):
+        tiny(decoder="jukebox")
