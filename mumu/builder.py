@@ -1,0 +1,60 @@
+"""Build a MuMuModel from a config: every component from its source, or seeded random init from its arch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+
+import torch
+
+from adapters.mert import MusicEncoder
+from adapters.vision import ImageEncoder, VideoEncoder
+from mumu.config import MuMuConfig
+from mumu.llm import add_audio_rows, attach_lora, audio_token_ids, load_base_llm
+from mumu.modeling import MuMuModel
+from mumu.tokens import SpecialIds, load_tokenizer, special_ids
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Deterministic random init inside, the caller's RNG state untouched outside."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def build_model(
+    config: MuMuConfig, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+    weights: bool = True,
+) -> MuMuModel:
+    """Assemble the model. weights=False builds on the meta device from archs only (no downloads, no memory)."""
+    seed = config.seed
+    # Pretrained weights load on the CPU and move once; the meta context only serves weightless builds.
+    with nullcontext() if weights else torch.device("meta"):
+        with seeded(seed):
+            music = MusicEncoder.from_config(config.music_encoder, dtype=dtype, weights=weights)
+        with seeded(seed + 1):
+            image = ImageEncoder.from_config(config.image_encoder, dtype=dtype, weights=weights)
+        with seeded(seed + 2):
+            video = VideoEncoder.from_config(config.video_encoder, dtype=dtype, weights=weights)
+        with seeded(seed + 3):
+            base = load_base_llm(config.llm, dtype=dtype, weights=weights)
+        tokenizer = load_tokenizer(config.llm) if weights else None
+        if tokenizer is not None:
+            ids = special_ids(tokenizer, config.llm.num_audio_tokens)
+            expected = audio_token_ids(config.llm, len(tokenizer) - config.llm.num_audio_tokens)
+            if list(ids.audio) != expected:
+                raise ValueError(f"[AUD] tokens got ids {ids.audio}, expected them appended at {expected}")
+        else:
+            llm_cfg = base.config
+            audio = audio_token_ids(config.llm, llm_cfg.vocab_size)
+            ids = SpecialIds(llm_cfg.bos_token_id, llm_cfg.eos_token_id, llm_cfg.pad_token_id or 0, tuple(audio))
+        add_audio_rows(base, list(ids.audio))
+        with seeded(seed + 4):
+            llm = attach_lora(base, config.llm, list(ids.audio), config.trainable.audio_tokens)
+        with seeded(seed + 5):
+            model = MuMuModel(config, ids, music, image, video, llm, tokenizer=tokenizer)
+    model.set_trainable()
+    if weights:
+        model.to(device)
+    return model.eval()

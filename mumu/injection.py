@@ -1,0 +1,126 @@
+"""Gated injection of modality features into the LLM's top layers (per head, zero-initialised, trainable).
+
+For every layer of a modality's group, the attention output (before o_proj) of every position gets
+    tanh(gate[layer, head]) * value(feature + prefix[layer])
+where value is the layer's own (LoRA-adapted) v_proj. With K > 1 feature tokens each position attends
+over the K tokens with its own query (k_proj on the tokens), which reduces to the plain add when K == 1.
+The added term depends only on the position's own query, so it is identical with and without a KV cache.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import LlamaConfig
+
+from mumu.config import InjectionConfig
+
+
+@dataclass
+class ModalityInput:
+    """Adapter tokens for one modality: (B, K, H) features and which rows actually have the modality."""
+
+    tokens: torch.Tensor
+    present: torch.Tensor
+
+
+class GatedInjection(nn.Module):
+    """Owns the per-head gates and learned prefix queries, and the hooks that apply them."""
+
+    def __init__(self, llm_config: LlamaConfig, cfg: InjectionConfig, num_tokens: int) -> None:
+        super().__init__()
+        layers = llm_config.num_hidden_layers
+        span = cfg.group_size * len(cfg.modalities)
+        if cfg.group_size < 1 or span > layers:
+            raise ValueError(f"{len(cfg.modalities)} groups of {cfg.group_size} layers need {span} layers, "
+                             f"the LLM has {layers}")
+        self.modalities = tuple(cfg.modalities)
+        self.first_layer = layers - span
+        self.group_size = cfg.group_size
+        self.num_heads = llm_config.num_attention_heads
+        self.num_kv_heads = llm_config.num_key_value_heads or self.num_heads
+        self.head_dim = getattr(llm_config, "head_dim", None) or llm_config.hidden_size // self.num_heads
+        self.gates = nn.Parameter(torch.zeros(span, self.num_heads))
+        self.prefix = nn.Parameter(torch.randn(span, num_tokens, llm_config.hidden_size) * cfg.prefix_init_std)
+        self._state = threading.local()
+        self._hooks: list[torch.utils.hooks.RemovableHandle] = []
+
+    def layer_modality(self, layer: int) -> str | None:
+        """Which modality group a decoder layer belongs to (None for layers below the groups)."""
+        if layer < self.first_layer:
+            return None
+        return self.modalities[(layer - self.first_layer) // self.group_size]
+
+    def attach(self, decoder_layers: nn.ModuleList) -> None:
+        """Register the hooks on the injected layers' attention (idempotent per layer list)."""
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks = []
+        for index in range(self.first_layer, len(decoder_layers)):
+            attn = decoder_layers[index].self_attn
+            slot = index - self.first_layer
+            self._hooks.append(attn.q_proj.register_forward_hook(self._remember_query))
+            self._hooks.append(attn.o_proj.register_forward_pre_hook(self._make_hook(attn, slot)))
+
+    @contextmanager
+    def inject(self, inputs: dict[str, ModalityInput | None], batch: int) -> Iterator[None]:
+        """While active, LLM forwards in this thread receive the given modality features (prefix alone if absent)."""
+        unknown = set(inputs) - set(self.modalities)
+        if unknown:
+            raise ValueError(f"unknown modalities {sorted(unknown)}; known: {self.modalities}")
+        previous = getattr(self._state, "inputs", None)
+        self._state.inputs = ({m: inputs.get(m) for m in self.modalities}, batch)
+        try:
+            yield
+        finally:
+            self._state.inputs = previous
+            self._state.query = None
+
+    def _remember_query(self, module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        if getattr(self._state, "inputs", None) is not None:
+            self._state.query = output
+
+    def _make_hook(self, attn: nn.Module, slot: int):
+        modality = self.modalities[slot // self.group_size]
+
+        def hook(module: nn.Module, args: tuple) -> tuple | None:
+            active = getattr(self._state, "inputs", None)
+            if active is None:
+                return None
+            inputs, batch = active
+            hidden = args[0]
+            tokens = self._tokens(inputs[modality], slot, batch).to(hidden.dtype)
+            added = self._attend(attn, tokens, hidden.shape[1])
+            gate = torch.tanh(self.gates[slot]).to(hidden.dtype)
+            added = (added * gate[None, None, :, None]).reshape(hidden.shape)
+            return (hidden + added, *args[1:])
+
+        return hook
+
+    def _tokens(self, item: ModalityInput | None, slot: int, batch: int) -> torch.Tensor:
+        prefix = self.prefix[slot]
+        if item is None:
+            return prefix.expand(batch, *prefix.shape)
+        present = item.present.to(prefix.device)[:, None, None]
+        return prefix + torch.where(present, item.tokens.to(prefix.dtype), 0.0)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, k, _ = x.shape
+        x = x.view(b, k, self.num_kv_heads, self.head_dim)
+        return x.repeat_interleave(self.num_heads // self.num_kv_heads, dim=2)
+
+    def _attend(self, attn: nn.Module, tokens: torch.Tensor, length: int) -> torch.Tensor:
+        values = self._heads(attn.v_proj(tokens))
+        b, k = values.shape[:2]
+        if k == 1:
+            return values.expand(b, length, self.num_heads, self.head_dim)
+        query = self._state.query.view(b, length, self.num_heads, self.head_dim)
+        keys = self._heads(attn.k_proj(tokens))
+        scores = torch.einsum("btnd,bknd->bntk", query, keys) * self.head_dim**-0.5
+        weights = torch.softmax(scores.float(), dim=-1).to(values.dtype)
+        return torch.einsum("bntk,bknd->btnd", weights, values)

@@ -1,0 +1,70 @@
+"""The LLM bridge: HF LlamaForCausalLM, [AUD] token rows initialised from the mean embedding, peft LoRA."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from mumu.config import LLMConfig
+from mumu.tokens import resolve_source
+
+
+def llama_config(cfg: LLMConfig, from_source: bool = True) -> LlamaConfig:
+    """The architecture config: the checkpoint's own when a source is set (and asked for), else cfg.arch."""
+    if cfg.source is not None and from_source:
+        return LlamaConfig.from_pretrained(resolve_source(cfg.source))
+    return LlamaConfig(**cfg.arch)
+
+
+def audio_token_ids(cfg: LLMConfig, base_vocab: int) -> list[int]:
+    """Ids the [AUD] tokens get when appended to a tokenizer of base_vocab entries."""
+    return list(range(base_vocab, base_vocab + cfg.num_audio_tokens))
+
+
+def load_base_llm(cfg: LLMConfig, dtype: torch.dtype | None = None, weights: bool = True) -> LlamaForCausalLM:
+    """Build the frozen base LLM: pretrained from cfg.source, or random-init (seeded by the caller)."""
+    if cfg.source is not None and weights:
+        model = LlamaForCausalLM.from_pretrained(resolve_source(cfg.source), dtype=dtype)
+    else:
+        model = LlamaForCausalLM(llama_config(cfg, from_source=weights))
+        if dtype is not None:
+            model.to(dtype)
+    model.requires_grad_(False)
+    return model
+
+
+def add_audio_rows(model: LlamaForCausalLM, audio_ids: list[int]) -> None:
+    """Grow the vocabulary to hold audio_ids and set their input and output rows to the mean row."""
+    old = model.get_input_embeddings().weight.shape[0]
+    new = max(old, max(audio_ids) + 1)
+    if new != old:
+        model.resize_token_embeddings(new, mean_resizing=False)
+    known = min(min(audio_ids), old)
+    with torch.no_grad():
+        for layer in (model.get_input_embeddings(), model.get_output_embeddings()):
+            weight = layer.weight
+            if weight.is_meta:
+                continue
+            weight[audio_ids] = weight[:known].float().mean(0).to(weight.dtype)
+
+
+def attach_lora(model: LlamaForCausalLM, cfg: LLMConfig, audio_ids: list[int], train_tokens: bool) -> PeftModel:
+    """Wrap the LLM with peft: LoRA on cfg.lora_targets and trainable [AUD] rows (input and output)."""
+    if model.config.tie_word_embeddings:
+        raise ValueError("tied input/output embeddings are not supported: the [AUD] output rows must train alone")
+    token_rows = {"embed_tokens": audio_ids, "lm_head": audio_ids} if train_tokens else None
+    lora = LoraConfig(
+        r=cfg.lora_rank,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.lora_targets),
+        trainable_token_indices=token_rows,
+        task_type="CAUSAL_LM",
+    )
+    with warnings.catch_warnings():
+        # peft 0.21 calls a transformers API deprecated in 5.x; nothing a user can act on.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, lora)

@@ -1,0 +1,208 @@
+"""MuMuModel: frozen encoders -> understanding adapters -> gated injection into a LoRA Llama -> output projector."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from peft import PeftModel
+from PIL import Image
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from adapters.mert import MusicEncoder
+from adapters.understanding import ImageAdapter, MusicAdapter, VideoAdapter
+from adapters.vision import ImageEncoder, VideoEncoder
+from mumu.config import MuMuConfig
+from mumu.injection import GatedInjection, ModalityInput
+from mumu.projector import OutputProjector, ProjectorOutput
+from mumu.tokens import SpecialIds
+
+MODALITIES = ("music", "image", "video")
+
+
+@dataclass
+class MediaFeatures:
+    """Frozen-encoder outputs for a batch, one entry per row (None where that row lacks the modality).
+
+    music: (layers, steps, width) per clip; image: (tokens, width); video: (tokens, width).
+    """
+
+    music: list[torch.Tensor | None] = field(default_factory=list)
+    image: list[torch.Tensor | None] = field(default_factory=list)
+    video: list[torch.Tensor | None] = field(default_factory=list)
+
+
+@dataclass
+class MuMuOutput:
+    """Losses reported separately (loss = ce + mse + mask when targets are given) and the logits."""
+
+    logits: torch.Tensor
+    loss: torch.Tensor | None = None
+    ce_loss: torch.Tensor | None = None
+    mse_loss: torch.Tensor | None = None
+    mask_loss: torch.Tensor | None = None
+    projector: ProjectorOutput | None = None
+
+
+class MuMuModel(nn.Module):
+    """The whole multimodal model; decoders live in generation/ and read `projector` outputs."""
+
+    def __init__(
+        self,
+        config: MuMuConfig,
+        ids: SpecialIds,
+        music_encoder: MusicEncoder,
+        image_encoder: ImageEncoder,
+        video_encoder: VideoEncoder,
+        llm: PeftModel,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.tokenizer = tokenizer
+        self.ids = ids
+        self.music_encoder, self.image_encoder, self.video_encoder = music_encoder, image_encoder, video_encoder
+        self.llm = llm
+        acfg = config.adapter
+        self.music_adapter = MusicAdapter(music_encoder.num_layers_out, music_encoder.width, acfg)
+        self.image_adapter = ImageAdapter(image_encoder.num_tokens, image_encoder.width, acfg)
+        self.video_adapter = VideoAdapter(video_encoder.temporal_tokens, video_encoder.spatial_tokens,
+                                          video_encoder.width, acfg)
+        llm_config = llm.get_base_model().config
+        if llm_config.hidden_size != acfg.llm_width:
+            raise ValueError(f"adapter.llm_width={acfg.llm_width} but the LLM is {llm_config.hidden_size} wide")
+        self.injection = GatedInjection(llm_config, config.injection, acfg.num_tokens)
+        self.injection.attach(self.decoder_layers)
+        self.projector = OutputProjector(llm_config.hidden_size, config.projector)
+
+    @property
+    def decoder_layers(self) -> nn.ModuleList:
+        """The Llama decoder layers (inside the peft wrapper)."""
+        return self.llm.get_base_model().model.layers
+
+    @property
+    def audio_ids(self) -> torch.Tensor:
+        """The [AUD0..n] token ids as a tensor."""
+        return torch.tensor(self.ids.audio, device=self.device)
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the LLM weights."""
+        return self.llm.get_base_model().model.embed_tokens.weight.device
+
+    # Frozen encoders: results are cacheable by content (decision 7), so they are separate from forward.
+    def encode_music(self, waveform: np.ndarray) -> torch.Tensor:
+        """One mono clip at the encoder's rate -> (layers, steps, width)."""
+        return self.music_encoder(waveform)
+
+    def encode_image(self, image: Image.Image) -> torch.Tensor:
+        """One RGB image -> (tokens, width)."""
+        return self.image_encoder([image])[0]
+
+    def encode_video(self, frames: np.ndarray) -> torch.Tensor:
+        """(frames, H, W, 3) uint8 -> (tokens, width)."""
+        return self.video_encoder([frames])[0]
+
+    def modality_inputs(self, media: MediaFeatures | None, batch: int) -> dict[str, ModalityInput | None]:
+        """Run each adapter over the rows that have its modality; absent modalities give None."""
+        media = media or MediaFeatures()
+        adapters = {"music": self.music_adapter, "image": self.image_adapter, "video": self.video_adapter}
+        result: dict[str, ModalityInput | None] = {}
+        for name in MODALITIES:
+            items = getattr(media, name)
+            if items and len(items) != batch:
+                raise ValueError(f"{name} features have {len(items)} rows, the batch has {batch}")
+            rows = [i for i, item in enumerate(items) if item is not None]
+            if not rows:
+                result[name] = None
+                continue
+            present = [items[i].to(self.device) for i in rows]
+            tokens = adapters[name](present if name == "music" else torch.stack(present))
+            full = tokens.new_zeros(batch, *tokens.shape[1:])
+            full[rows] = tokens
+            mask = torch.zeros(batch, dtype=torch.bool, device=self.device)
+            mask[rows] = True
+            result[name] = ModalityInput(full, mask)
+        return result
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        media: MediaFeatures | None = None,
+        decoder_targets: dict[str, torch.Tensor] | None = None,
+        decoder_target_masks: dict[str, torch.Tensor] | None = None,
+    ) -> MuMuOutput:
+        """Text CE on labels (-100 ignored); projector MSE when decoder targets are given for every row."""
+        inputs = self.modality_inputs(media, input_ids.shape[0])
+        with self.injection.inject(inputs, input_ids.shape[0]):
+            out = self.llm(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        result = MuMuOutput(logits=out.logits)
+        if labels is not None:
+            result.ce_loss = F.cross_entropy(
+                out.logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100
+            )
+            result.loss = result.ce_loss
+        if decoder_targets is not None:
+            hidden = self.audio_hidden(input_ids, out.hidden_states[-1], labels)
+            result.projector = self.project(hidden)
+            mse, mask = self.projector.loss(result.projector, decoder_targets, decoder_target_masks or {})
+            result.mse_loss, result.mask_loss = mse, mask
+            result.loss = mse + mask if result.loss is None else result.loss + mse + mask
+        return result
+
+    def audio_hidden(
+        self, input_ids: torch.Tensor, hidden: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, n_aud, H): for each row, the last-layer states at the positions that predict [AUD0..n] in order."""
+        audio = self.audio_ids
+        n = len(audio)
+        rows = []
+        for b in range(input_ids.shape[0]):
+            where = input_ids[b] == audio[0]
+            if labels is not None:
+                where &= labels[b] == audio[0]
+            starts = torch.nonzero(where).flatten()
+            if len(starts) == 0:
+                raise ValueError(f"row {b} has decoder targets but no [AUD0] token in its target text")
+            start = int(starts[-1])
+            if start == 0:
+                raise ValueError(f"row {b}: [AUD0] cannot be the first token (no state predicts it)")
+            if not torch.equal(input_ids[b, start : start + n], audio):
+                raise ValueError(f"row {b}: [AUD0..{n - 1}] must appear consecutively and in order")
+            rows.append(hidden[b, start - 1 : start - 1 + n])
+        return torch.stack(rows)
+
+    def project(self, audio_hidden: torch.Tensor) -> ProjectorOutput:
+        """Projector input is the predicting hidden state plus the [AUD] token's own embedding (as in training)."""
+        embeds = self.llm.get_input_embeddings()(self.audio_ids)
+        return self.projector(audio_hidden + embeds.to(audio_hidden.dtype)[None])
+
+    def set_trainable(self) -> None:
+        """requires_grad exactly as config.trainable says; encoders and LLM base weights always frozen."""
+        flags = self.config.trainable
+        self.requires_grad_(False)
+        for adapter in (self.music_adapter, self.image_adapter, self.video_adapter):
+            adapter.requires_grad_(flags.adapters)
+        self.injection.requires_grad_(flags.injection)
+        self.projector.requires_grad_(flags.projector)
+        for name, param in self.llm.named_parameters():
+            if "lora_" in name:
+                param.requires_grad_(flags.lora)
+            elif "trainable_tokens_" in name:
+                param.requires_grad_(flags.audio_tokens)
+
+    def trained_state_dict(self) -> dict[str, torch.Tensor]:
+        """Every tensor this project trains (whatever the current stage freezes); nothing from pretrained parts."""
+        own = {}
+        for prefix in ("music_adapter", "image_adapter", "video_adapter", "injection", "projector"):
+            for name, tensor in getattr(self, prefix).state_dict().items():
+                own[f"{prefix}.{name}"] = tensor
+        for name, tensor in self.llm.named_parameters():
+            if "lora_" in name or "trainable_tokens_" in name:
+                own[f"llm.{name}"] = tensor.detach()
+        return own

@@ -1,0 +1,106 @@
+"""Generation: KV cache equals recomputation, music modes, [AUD] state capture, batching."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mumu.decoding import GenerationSettings, generate
+from tests.mumu.conftest import make_model, media_for, open_gates, prompt_ids
+
+
+def _run(model, media, **settings):
+    return generate(model, [prompt_ids(model)], media, GenerationSettings(**settings))[0]
+
+
+@pytest.mark.parametrize("num_tokens", [1, 2])
+def test_cached_greedy_equals_uncached_recomputation(num_tokens):
+    model = make_model(adapter__num_tokens=num_tokens)
+    open_gates(model, 0.7)
+    media = media_for(model, seed=5)
+    cached = _run(model, media, max_new_tokens=24, music="always", use_cache=True)
+    uncached = _run(model, media, max_new_tokens=24, music="always", use_cache=False)
+    assert cached.token_ids == uncached.token_ids
+    torch.testing.assert_close(cached.audio_hidden, uncached.audio_hidden, rtol=1e-4, atol=1e-5)
+
+
+def test_music_always_appends_all_audio_tokens_then_eos(model):
+    out = _run(model, media_for(model, seed=1), max_new_tokens=20, music="always")
+    audio = list(model.ids.audio)
+    assert out.token_ids[-9:] == [*audio, model.ids.eos]
+    assert out.finished
+    assert out.audio_hidden.shape == (8, 64)
+    assert "[AUD" not in out.text
+
+
+def _prefer_aud0(model):
+    """Make [AUD0] the overwhelmingly likely next token, as a model trained to answer with music would."""
+    aud0 = model.ids.audio[0]
+
+    def bias(module, args, logits):
+        logits = logits.clone()
+        logits[..., aud0] += 100.0
+        return logits
+
+    model.llm.get_base_model().lm_head.register_forward_hook(bias)
+
+
+def test_music_never_produces_no_audio_tokens(model):
+    _prefer_aud0(model)
+    assert _run(model, None, max_new_tokens=12, music="auto").token_ids[0] == model.ids.audio[0]
+    out = _run(model, None, max_new_tokens=12, music="never")
+    assert not set(out.token_ids) & set(model.ids.audio)
+    assert out.audio_hidden is None
+
+
+def test_auto_music_completes_the_audio_sequence_in_order(model):
+    _prefer_aud0(model)
+    out = _run(model, None, max_new_tokens=30, music="auto")
+    assert out.token_ids == [*model.ids.audio, model.ids.eos]
+    assert out.audio_hidden.shape == (8, 64)
+
+
+def test_audio_hidden_matches_a_teacher_forced_forward(model):
+    open_gates(model, 0.5)
+    media = media_for(model, seed=2)
+    out = _run(model, media, max_new_tokens=16, music="always")
+    full = torch.tensor([prompt_ids(model) + out.token_ids])
+    from mumu.decoding import final_hidden
+
+    with torch.no_grad(), model.injection.inject(model.modality_inputs(media, 1), 1), final_hidden(model) as h:
+        captured = []
+        handle = model.llm.get_base_model().model.norm.register_forward_hook(
+            lambda m, a, o: captured.append(o))
+        model.llm(input_ids=full)
+        handle.remove()
+    states = captured[0][0]
+    expected = model.audio_hidden(full, states[None])[0]
+    torch.testing.assert_close(out.audio_hidden, expected, rtol=1e-4, atol=1e-5)
+    assert len(h) == 1
+
+
+def test_batched_left_padded_generation_matches_single_rows(model):
+    open_gates(model, 0.5)
+    short = prompt_ids(model, "calm piano")
+    long = prompt_ids(model, "Describe the music in detail including instruments")
+    media = media_for(model, seed=3, rows=2)
+    batch = generate(model, [short, long], media, GenerationSettings(max_new_tokens=10, music="always"))
+    for i, prompt in enumerate([short, long]):
+        from mumu.modeling import MediaFeatures
+
+        row_media = MediaFeatures(music=[media.music[i]], image=[media.image[i]], video=[media.video[i]])
+        single = generate(model, [prompt], row_media, GenerationSettings(max_new_tokens=10, music="always"))[0]
+        assert batch[i].token_ids == single.token_ids
+
+
+def test_seeded_sampling_is_reproducible(model):
+    a = _run(model, None, max_new_tokens=12, temperature=1.0, top_p=0.9, seed=7)
+    b = _run(model, None, max_new_tokens=12, temperature=1.0, top_p=0.9, seed=7)
+    assert a.token_ids == b.token_ids
+
+
+def test_bad_settings_are_rejected(model):
+    with pytest.raises(ValueError, match="music must be one of"):
+        _run(model, None, music="sometimes")
+    with pytest.raises(ValueError, match="at least one token"):
+        generate(model, [[]])
