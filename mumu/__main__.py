@@ -1,0 +1,7 @@
+"""Allow `python -m mumu`."""
+
+import sys
+
+from mumu.cli import main
+
+sys.exit(main())

@@ -1,0 +1,70 @@
+"""`python -m mumu info`: parameter counts computed on the meta device, and the CLI contract."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mumu.cli import main
+from mumu.info import report
+from mumu.profiles import full, tiny
+
+
+@pytest.fixture(scope="module")
+def full_report():
+    return report(full())
+
+
+def test_full_llm_is_about_6_7b_with_40m_lora(full_report):
+    llm = full_report["components"]["llm"]
+    # Llama-2-7B has 6,738,415,616 parameters; the 8 new rows in the embeddings and LM head add 65,536.
+    assert llm["base"]["params"] == 6_738_415_616 + 2 * 8 * 4096
+    assert llm["base"]["trainable"] == 0
+    assert llm["lora"]["params"] == 32 * (4 * 16 * 8192 + 3 * 16 * (4096 + 11008)) == 39_976_960
+    assert llm["lora"]["trainable"] == llm["lora"]["params"]
+    assert llm["audio_tokens"]["params"] == 2 * 8 * 4096
+
+
+def test_full_encoders_match_published_sizes(full_report):
+    enc = full_report["components"]["encoders"]
+    assert 3.1e8 < enc["music"]["params"] < 3.3e8  # MERT-v1-330M (HuBERT-large body)
+    assert 8.5e7 < enc["image"]["params"] < 8.7e7  # ViT-B/16 without pooler
+    assert 8.8e7 < enc["video"]["params"] < 9.0e7  # ViViT-B/16x2
+    assert all(e["trainable"] == 0 for e in enc.values())
+    assert enc["music"]["source"] == "m-a-p/MERT-v1-330M"
+
+
+def test_memory_estimates_scale_with_precision(full_report):
+    mem = full_report["total"]["memory_gib"]
+    assert mem["fp32"] == pytest.approx(2 * mem["bf16"], rel=1e-3)
+    assert mem["bf16"] == pytest.approx(2 * mem["int8"], rel=1e-3)
+    assert mem["int8"] == pytest.approx(2 * mem["int4"], rel=1e-3)
+    assert 13 < mem["bf16"] < 16
+
+
+def test_tiny_report_counts_real_parameters():
+    data = report(tiny())
+    assert data["profile"] == "tiny"
+    assert 0 < data["total"]["trainable"] < data["total"]["params"] < 2_000_000
+
+
+def test_cli_json_is_one_object(capsys):
+    assert main(["info", "--profile", "tiny", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert set(data) == {"profile", "decoder", "components", "total", "note"}
+
+
+def test_cli_table_and_decoder_choice(capsys):
+    assert main(["info", "--profile", "full", "--decoder", "audioldm2"]) == 0
+    out = capsys.readouterr().out
+    assert "decoder audioldm2" in out and "llm.lora" in out
+
+
+def test_cli_bad_arguments_exit_2_without_traceback():
+    proc = subprocess.run([sys.executable, "-m", "mumu", "info", "--profile", "huge"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 2
+    assert "invalid choice: 'huge'" in proc.stderr and "Traceback" not in proc.stderr
