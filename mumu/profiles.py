@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+from huggingface_hub import try_to_load_from_cache
 
 from adapters.config import (
     AdapterConfig,
@@ -22,6 +25,7 @@ from mumu.config import (
     ProjectorStream,
     TrainableConfig,
 )
+from mumu.tokens import resolve_source
 
 DECODER_KINDS = ("musicgen", "musicgen_melody", "audioldm2")
 
@@ -146,3 +150,38 @@ def get_profile(name: str, **kwargs: Any) -> MuMuConfig:
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
     return PROFILES[name](**kwargs)
+
+
+def component_sources(config: MuMuConfig) -> dict[str, str | None]:
+    """Where each pretrained component comes from (None: random init from its arch)."""
+    return {
+        "music_encoder": config.music_encoder.source,
+        "image_encoder": config.image_encoder.source,
+        "video_encoder": config.video_encoder.source,
+        "llm": config.llm.source,
+        "decoder": config.decoder.source,
+    }
+
+
+def missing_sources(config: MuMuConfig) -> list[str]:
+    """Sources that are neither a local directory nor already in the Hugging Face cache (checked offline)."""
+    missing = []
+    for name, source in component_sources(config).items():
+        if source is None or Path(resolve_source(source)).is_dir():
+            continue
+        if not isinstance(try_to_load_from_cache(source, "config.json"), str):
+            missing.append(f"{name} ({source})")
+    return missing
+
+
+def resolve_profile(name: str, decoder: str = "musicgen") -> tuple[MuMuConfig, str | None]:
+    """A config for tiny/full/auto; auto falls back to tiny with a reason when full weights are not local."""
+    if name != "auto":
+        return get_profile(name, decoder=decoder), None
+    config = full(decoder=decoder)
+    missing = missing_sources(config)
+    if not missing:
+        return config, None
+    reason = (f"full-profile weights not found locally ({', '.join(missing)}); running the tiny profile, "
+              "whose random weights give gibberish text and noise music")
+    return tiny(decoder=decoder), reason

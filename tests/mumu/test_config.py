@@ -56,3 +56,18 @@ def test_unknown_profile_and_decoder():
         get_profile("huge")
     with pytest.raises(ValueError, match="unknown decoder 'jukebox'"):
         tiny(decoder="jukebox")
+
+
+def test_auto_profile_uses_full_only_when_every_source_is_local(tmp_path, monkeypatch):
+    from mumu import profiles
+
+    config, reason = profiles.resolve_profile("auto")
+    assert config.profile == "tiny"
+    assert "llm (meta-llama/Llama-2-7b-hf)" in reason
+    local = profiles.full()
+    for section in ("music_encoder", "image_encoder", "video_encoder", "llm", "decoder"):
+        getattr(local, section).source = str(tmp_path)
+    monkeypatch.setattr(profiles, "full", lambda decoder="musicgen": local)
+    config, reason = profiles.resolve_profile("auto")
+    assert config is local
+    assert reason is None
