@@ -47,6 +47,14 @@ MERT_V1_330M_ARCH: dict[str, Any] = dict(
 )
 
 # Keys of a MERT config.json that describe the remote-code wrapper rather than the network.
+# The tiny profile's stand-in: same architecture family, small enough to build in milliseconds.
+TINY_MERT_ARCH: dict[str, Any] = dict(
+    hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(16,) * 7,
+    conv_stride=(5, 2, 2, 2, 2, 2, 2), conv_kernel=(10, 3, 3, 3, 3, 2, 2), num_conv_pos_embeddings=16,
+    num_conv_pos_embedding_groups=4, feat_extract_norm="group", feat_proj_layer_norm=True,
+    do_stable_layer_norm=False, mask_time_prob=0.0,
+)
+
 _MERT_ONLY_KEYS = ("model_type", "architectures", "auto_map", "transformers_version", "_name_or_path")
 
 

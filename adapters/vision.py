@@ -42,6 +42,15 @@ VIVIT_B16X2_ARCH: dict[str, Any] = dict(
     intermediate_size=3072,
 )
 
+# Tiny stand-ins for the tiny profile: 1 + 4 x 4 = 17 and 1 + 4 x 4 x 4 = 65 tokens.
+TINY_VIT_ARCH: dict[str, Any] = dict(
+    image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+)
+TINY_VIVIT_ARCH: dict[str, Any] = dict(
+    image_size=32, num_frames=8, tubelet_size=[2, 8, 8], hidden_size=32, num_hidden_layers=2,
+    num_attention_heads=2, intermediate_size=64,
+)
+
 
 def _load(model_class: type[PreTrainedModel], source: str, dtype: torch.dtype | None) -> PreTrainedModel:
     model, info = model_class.from_pretrained(

@@ -14,8 +14,8 @@ from adapters.config import (
     MusicEncoderConfig,
     VideoEncoderConfig,
 )
-from adapters.mert import MERT_V1_330M_ARCH
-from adapters.vision import VIT_B16_ARCH, VIVIT_B16X2_ARCH
+from adapters.mert import MERT_V1_330M_ARCH, TINY_MERT_ARCH
+from adapters.vision import TINY_VIT_ARCH, TINY_VIVIT_ARCH, VIT_B16_ARCH, VIVIT_B16X2_ARCH
 from mumu.config import (
     DecoderConfig,
     InjectionConfig,
@@ -38,19 +38,6 @@ TINY_LLAMA_ARCH: dict[str, Any] = dict(
     vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=7, num_attention_heads=4,
     num_key_value_heads=2, max_position_embeddings=2048, rms_norm_eps=1e-5, tie_word_embeddings=False,
     bos_token_id=1, eos_token_id=2, pad_token_id=0,
-)
-TINY_MERT_ARCH: dict[str, Any] = dict(
-    hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(16,) * 7,
-    conv_stride=(5, 2, 2, 2, 2, 2, 2), conv_kernel=(10, 3, 3, 3, 3, 2, 2), num_conv_pos_embeddings=16,
-    num_conv_pos_embedding_groups=4, feat_extract_norm="group", feat_proj_layer_norm=True,
-    do_stable_layer_norm=False, mask_time_prob=0.0,
-)
-TINY_VIT_ARCH: dict[str, Any] = dict(
-    image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-)
-TINY_VIVIT_ARCH: dict[str, Any] = dict(
-    image_size=32, num_frames=8, tubelet_size=[2, 8, 8], hidden_size=32, num_hidden_layers=2,
-    num_attention_heads=2, intermediate_size=64,
 )
 
 # Published decoder checkpoints and the conditioning they read: (streams as name, tokens, width, masked).

@@ -17,6 +17,7 @@ from transformers.models.hubert.modeling_hubert import eager_attention_forward
 from adapters.config import MusicEncoderConfig
 from adapters.mert import (
     MERT_V1_330M_ARCH,
+    TINY_MERT_ARCH,
     MertDeepNormEncoderLayer,
     MusicEncoder,
     mert_hubert_config,
@@ -25,21 +26,7 @@ from adapters.mert import (
 )
 
 SR = 24_000
-TINY = dict(
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    intermediate_size=64,
-    conv_dim=(16,) * 7,
-    conv_stride=(5, 2, 2, 2, 2, 2, 2),
-    conv_kernel=(10, 3, 3, 3, 3, 2, 2),
-    num_conv_pos_embeddings=16,
-    num_conv_pos_embedding_groups=4,
-    feat_extract_norm="group",
-    feat_proj_layer_norm=True,
-    do_stable_layer_norm=False,
-    mask_time_prob=0.0,
-)
+TINY = TINY_MERT_ARCH
 
 
 def tiny_encoder(seed: int = 0, **cfg_kwargs) -> MusicEncoder:

@@ -12,25 +12,10 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from adapters.config import ImageEncoderConfig, VideoEncoderConfig
-from adapters.vision import VIT_B16_ARCH, VIVIT_B16X2_ARCH, ImageEncoder, VideoEncoder
+from adapters.vision import TINY_VIT_ARCH, TINY_VIVIT_ARCH, VIT_B16_ARCH, VIVIT_B16X2_ARCH, ImageEncoder, VideoEncoder
 
-VIT_TINY = dict(
-    image_size=32,
-    patch_size=8,
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    intermediate_size=64,
-)
-VIVIT_TINY = dict(
-    image_size=32,
-    num_frames=8,
-    tubelet_size=[2, 8, 8],
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    intermediate_size=64,
-)
+VIT_TINY = TINY_VIT_ARCH
+VIVIT_TINY = TINY_VIVIT_ARCH
 
 
 def image_encoder(source: str | None = None) -> ImageEncoder:
