@@ -108,3 +108,19 @@ def test_build_is_deterministic():
     a, b = build_model(tiny()), build_model(tiny())
     sa, sb = a.state_dict(), b.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_hub_ids_fetch_only_config_and_weights(tmp_path, model, monkeypatch):
+    import mumu.checkpoint as checkpoint
+
+    save_pretrained(model, tmp_path / "snapshot")
+    calls = []
+
+    def fake_download(repo_id, allow_patterns):
+        calls.append((repo_id, allow_patterns))
+        return str(tmp_path / "snapshot")
+
+    monkeypatch.setattr(checkpoint, "snapshot_download", fake_download)
+    loaded = from_pretrained("someone/mumu-tiny")
+    assert calls == [("someone/mumu-tiny", ["config.json", WEIGHTS_NAME])]
+    assert torch.equal(loaded.injection.prefix, model.injection.prefix)
