@@ -8,7 +8,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from adapters.config import (
     AdapterConfig,
@@ -17,6 +17,7 @@ from adapters.config import (
     MusicEncoderConfig,
     VideoEncoderConfig,
 )
+from generation.config import DecoderConfig
 
 CONFIG_NAME = "config.json"
 CONFIG_VERSION = 1
@@ -68,15 +69,6 @@ class ProjectorConfig:
     dropout: float = 0.0
     target_scale: float = 10.0
     streams: list[ProjectorStream] = field(default_factory=list)
-
-
-@dataclass
-class DecoderConfig:
-    """Which music decoder the projector conditions, and where its weights come from."""
-
-    kind: Literal["musicgen", "musicgen_melody", "audioldm2"] = "musicgen"
-    source: str | None = None
-    arch: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

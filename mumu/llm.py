@@ -8,8 +8,8 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from checkpoints.sources import resolve_source
 from mumu.config import LLMConfig
-from mumu.tokens import resolve_source
 
 
 def llama_config(cfg: LLMConfig, from_source: bool = True) -> LlamaConfig:

@@ -16,6 +16,7 @@ from adapters.config import (
 )
 from adapters.mert import MERT_V1_330M_ARCH, TINY_MERT_ARCH
 from adapters.vision import TINY_VIT_ARCH, TINY_VIVIT_ARCH, VIT_B16_ARCH, VIVIT_B16X2_ARCH
+from checkpoints.sources import resolve_source
 from mumu.config import (
     DecoderConfig,
     InjectionConfig,
@@ -25,7 +26,6 @@ from mumu.config import (
     ProjectorStream,
     TrainableConfig,
 )
-from mumu.tokens import resolve_source
 
 DECODER_KINDS = ("musicgen", "musicgen_melody", "audioldm2")
 

@@ -3,30 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from checkpoints.sources import resolve_source
 from mumu.config import LLMConfig
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-BUILTIN_PREFIX = "builtin:"
-BUILTINS = {"tiny-tokenizer": REPO_ROOT / "checkpoints" / "tiny" / "tokenizer"}
 
 
 def audio_token_names(count: int) -> list[str]:
     """The output-token strings: [AUD0], [AUD1], ..."""
     return [f"[AUD{i}]" for i in range(count)]
-
-
-def resolve_source(source: str) -> str:
-    """Map 'builtin:NAME' to its directory in the repo; local paths and Hub ids pass through."""
-    if source.startswith(BUILTIN_PREFIX):
-        name = source[len(BUILTIN_PREFIX):]
-        if name not in BUILTINS:
-            raise ValueError(f"unknown builtin source {source!r} (known: {sorted(BUILTINS)})")
-        return str(BUILTINS[name])
-    return source
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,77 @@
+"""The one decoder interface the pipeline uses: conditioning + settings (+ optional source audio) -> waveform."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from generation.config import DecoderConfig, SamplingSettings
+
+
+@dataclass
+class Conditioning:
+    """What the music should be: projector embeddings (batch 1, per stream) with keep-masks, a caption, or both.
+
+    embeds: stream name -> (1, N, W) float tensor on the decoder's own scale.
+    masks: stream name -> (1, N) bool tensor (True = attend), for masked streams.
+    caption: text for the decoder's own text encoder (caption mode, or alongside embeddings where supported).
+    """
+
+    embeds: dict[str, torch.Tensor] = field(default_factory=dict)
+    masks: dict[str, torch.Tensor] = field(default_factory=dict)
+    caption: str | None = None
+
+    def check(self) -> Conditioning:
+        """Reject empty conditioning with a clear message."""
+        if not self.embeds and not (self.caption and self.caption.strip()):
+            raise ValueError("conditioning needs projector embeddings or a non-empty caption")
+        return self
+
+
+@dataclass
+class EditSource:
+    """Audio an edit starts from: 'melody' keeps its melody/harmony (chroma), 'continue' extends it."""
+
+    audio: np.ndarray
+    sample_rate: int
+    mode: Literal["melody", "continue"] = "melody"
+
+
+@dataclass
+class DecodedAudio:
+    """A mono float32 waveform in [-1, 1] with its sample rate, and what produced it."""
+
+    waveform: np.ndarray
+    sample_rate: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        """Duration in seconds."""
+        return len(self.waveform) / self.sample_rate
+
+
+class MusicDecoder(abc.ABC):
+    """A music decoder. Implementations: MusicGen, MusicGen-Melody, AudioLDM2."""
+
+    config: DecoderConfig
+
+    @property
+    @abc.abstractmethod
+    def sample_rate(self) -> int:
+        """Output sample rate in Hz."""
+
+    @property
+    @abc.abstractmethod
+    def streams(self) -> dict[str, tuple[int | None, int]]:
+        """Conditioning streams it reads: name -> (max tokens or None for any, width)."""
+
+    @abc.abstractmethod
+    def generate(
+        self, cond: Conditioning, settings: SamplingSettings, source: EditSource | None = None
+    ) -> DecodedAudio:
+        """Make music. Same seed and inputs give the same audio bit for bit on CPU."""
