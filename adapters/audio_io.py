@@ -44,8 +44,8 @@ def audio_duration(path: str | Path) -> float:
         return sum(frame.samples for frame in _decode(p, container, stream)) / stream.rate
 
 
-def load_audio(path: str | Path, sample_rate: int = 24000, limits: MediaLimits | None = None) -> np.ndarray:
-    """Decode `path` to a mono float32 1-D array at `sample_rate`, enforcing `limits`."""
+def load_audio_native(path: str | Path, limits: MediaLimits | None = None) -> tuple[np.ndarray, int]:
+    """Decode `path` to a mono float32 1-D array at the file's own sample rate, enforcing `limits`."""
     limits = limits or MediaLimits()
     p = check_file(path, limits)
     info = _soundfile_info(p)
@@ -58,6 +58,12 @@ def load_audio(path: str | Path, sample_rate: int = 24000, limits: MediaLimits |
         raise MediaError(p, f"audio is {seconds:.3f} s long, under the {limits.min_audio_seconds} s minimum")
     if not np.isfinite(samples).all():
         raise MediaError(p, "audio contains NaN or infinite samples")
+    return samples.astype(np.float32, copy=False), int(rate)
+
+
+def load_audio(path: str | Path, sample_rate: int = 24000, limits: MediaLimits | None = None) -> np.ndarray:
+    """Decode `path` to a mono float32 1-D array at `sample_rate`, enforcing `limits`."""
+    samples, rate = load_audio_native(path, limits)
     if rate != sample_rate:
         samples = librosa.resample(samples, orig_sr=rate, target_sr=sample_rate)
     return samples.astype(np.float32, copy=False)

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from adapters.audio_io import audio_duration, load_audio
+from adapters.audio_io import audio_duration, load_audio, load_audio_native
 from adapters.config import MediaLimits
 from adapters.errors import MediaError
 
@@ -211,3 +211,13 @@ def test_non_finite_samples_are_rejected(tmp_path):
     sf.write(path, np.full((4_410, 1), np.nan, np.float32), 44_100, subtype="FLOAT")
     with rejects(path, "NaN or infinite"):
         load_audio(path)
+
+
+def test_native_loader_keeps_the_file_rate(tmp_path):
+    path = tmp_path / "tone.flac"
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(44100) / 44100)).astype(np.float32)
+    sf.write(path, np.stack([tone, tone], axis=1), 44100)
+    samples, rate = load_audio_native(path)
+    assert rate == 44100
+    assert samples.shape == (44100,)
+    np.testing.assert_allclose(samples, tone, atol=1e-4)
