@@ -1,13 +1,20 @@
-"""`python -m mumu`: command-line entry points."""
+"""`python -m mumu`: command-line entry points (info, edit)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 
+from adapters.audio_io import load_audio_native
+from adapters.errors import MediaError
+from generation.audio_out import FORMATS, write_audio
+from generation.edits import EditPlan, parse_trim
 from mumu.info import format_report, report
 from mumu.profiles import DECODER_KINDS, PROFILES, get_profile
+
+EDIT_ORDER = "trim -> tempo -> pitch -> loop -> fades -> gain -> loudness"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -17,17 +24,48 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("--profile", choices=sorted(PROFILES), default="tiny")
     info.add_argument("--decoder", choices=DECODER_KINDS, default="musicgen")
     info.add_argument("--json", action="store_true", help="print one JSON object")
+    edit = commands.add_parser(
+        "edit", help="exact edits as signal operations",
+        description=f"Exact edits, applied in this order: {EDIT_ORDER}. Levels are left alone unless --loudness "
+        "or --gain is given.",
+    )
+    edit.add_argument("--input", required=True, type=Path)
+    edit.add_argument("--out", required=True, type=Path, help=f"output file ({', '.join(FORMATS)})")
+    edit.add_argument("--tempo", type=float, default=1.0, help="tempo factor keeping pitch (1.25 = 25%% faster)")
+    edit.add_argument("--semitones", type=float, default=0.0, help="pitch shift keeping duration")
+    edit.add_argument("--trim", help="START:END in seconds or m:ss, either side may be empty")
+    edit.add_argument("--fade-in", type=float, default=0.0, help="seconds")
+    edit.add_argument("--fade-out", type=float, default=0.0, help="seconds")
+    edit.add_argument("--loop", type=int, default=1, help="play N times with click-free seams")
+    edit.add_argument("--gain", type=float, default=0.0, help="dB")
+    edit.add_argument("--loudness", type=float, help="target integrated loudness in LUFS (peak-safe)")
+    edit.add_argument("--bit-depth", type=int, choices=(16, 24), default=16)
     return parser
 
 
+def _edit(args: argparse.Namespace) -> dict:
+    start, end = parse_trim(args.trim) if args.trim else (0.0, None)
+    plan = EditPlan(tempo=args.tempo, semitones=args.semitones, trim_start=start, trim_end=end,
+                    fade_in=args.fade_in, fade_out=args.fade_out, loop=args.loop, gain_db=args.gain,
+                    loudness_lufs=args.loudness)
+    wav, rate = load_audio_native(args.input)
+    edited = plan.apply(wav, rate)
+    # The plan already did any loudness change the user asked for; writing must not re-level their track.
+    path = write_audio(args.out, edited, rate, bit_depth=args.bit_depth, loudness_lufs=None,
+                       metadata={"source": args.input.name, "edit": json.dumps(plan.__dict__)})
+    return {"audio": str(path), "sample_rate": rate, "seconds": round(edited.shape[-1] / rate, 3)}
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run a command; 2 on bad input with one line on stderr."""
+    """Run a command; exit 2 on bad input with one line on stderr."""
     args = _parser().parse_args(argv)
-    if args.command == "info":
-        try:
+    try:
+        if args.command == "info":
             data = report(get_profile(args.profile, decoder=args.decoder))
-        except (ValueError, OSError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        print(json.dumps(data, indent=2) if args.json else format_report(data))
+            print(json.dumps(data, indent=2) if args.json else format_report(data))
+        else:
+            print(json.dumps(_edit(args)))
+    except (MediaError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0

@@ -86,3 +86,16 @@ def _pad_to(target: torch.Tensor, mask: torch.Tensor | None, length: int) -> tup
         return target[:, :length], valid[:, :length]
     pad = length - n
     return F.pad(target, (0, 0, 0, pad)), F.pad(valid, (0, pad))
+
+
+def check_streams(cfg: ProjectorConfig, decoder_streams: dict[str, tuple[int | None, int]], kind: str) -> None:
+    """Raise if the projector does not predict exactly what the decoder reads (names, widths, token counts)."""
+    ours = {s.name: s for s in cfg.streams}
+    if set(ours) != set(decoder_streams):
+        raise ValueError(f"projector predicts {sorted(ours)} but the {kind} decoder reads {sorted(decoder_streams)}")
+    for name, (max_tokens, width) in decoder_streams.items():
+        stream = ours[name]
+        if stream.width != width:
+            raise ValueError(f"projector stream {name!r} is {stream.width} wide, the {kind} decoder expects {width}")
+        if max_tokens is not None and stream.num_tokens != max_tokens:
+            raise ValueError(f"projector stream {name!r} has {stream.num_tokens} tokens, {kind} reads {max_tokens}")

@@ -55,3 +55,16 @@ def test_loss_ignores_padding_and_pads_short_targets():
         bce, torch.nn.functional.binary_cross_entropy_with_logits(out.mask_logits["c"], labels))
     with pytest.raises(ValueError, match="lack stream 'c'"):
         proj.loss(out, {}, {})
+
+
+def test_stream_check_names_the_mismatch():
+    from mumu.projector import check_streams
+
+    cfg = full(decoder="audioldm2").projector
+    check_streams(cfg, {"prompt_embeds": (None, 1024), "generated_prompt_embeds": (8, 768)}, "audioldm2")
+    with pytest.raises(ValueError, match="'prompt_embeds' is 1024 wide, the audioldm2 decoder expects 768"):
+        check_streams(cfg, {"prompt_embeds": (None, 768), "generated_prompt_embeds": (8, 768)}, "audioldm2")
+    with pytest.raises(ValueError, match="reads \\['encoder_hidden_states'\\]"):
+        check_streams(cfg, {"encoder_hidden_states": (None, 768)}, "musicgen")
+    with pytest.raises(ValueError, match="has 8 tokens, audioldm2 reads 4"):
+        check_streams(cfg, {"prompt_embeds": (None, 1024), "generated_prompt_embeds": (4, 768)}, "audioldm2")
