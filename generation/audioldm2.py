@@ -1,0 +1,390 @@
+"""AudioLDM2 music decoder: projector embeddings (T5 + GPT-2 streams) or a caption -> 16 kHz mono waveform."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import (
+    AudioLDM2Pipeline,
+    AudioLDM2ProjectionModel,
+    AudioLDM2UNet2DConditionModel,
+    AutoencoderKL,
+    DDIMScheduler,
+    DPMSolverMultistepScheduler,
+)
+from transformers import (
+    AutoTokenizer,
+    ClapConfig,
+    ClapFeatureExtractor,
+    ClapModel,
+    GenerationMixin,
+    GPT2Config,
+    GPT2LMHeadModel,
+    RobertaTokenizer,
+    SpeechT5HifiGan,
+    SpeechT5HifiGanConfig,
+    T5Config,
+    T5EncoderModel,
+    T5Tokenizer,
+)
+
+from checkpoints.sources import resolve_source
+from generation.config import DecoderConfig, SamplingSettings
+from generation.interface import Conditioning, DecodedAudio, EditSource, MusicDecoder
+
+# Random-init test pipeline. T5 width 32 and GPT-2 width 16 match the tiny output projector's streams; vocabularies
+# cover the tiny Llama tokenizer (512 ids + a few added). Vocoder hop 5*4*8 = 160 samples = 10 ms frames, as the real
+# one.
+TINY_AUDIOLDM2_ARCH: dict[str, Any] = {
+    "init_seed": 0,
+    "lm_tokens": 8,
+    "tokenizer_max_length": {"clap": 64, "t5": 128},
+    "unet": {
+        "sample_size": 32, "in_channels": 4, "out_channels": 4, "block_out_channels": (8, 16), "layers_per_block": 1,
+        "norm_num_groups": 8, "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
+        "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
+        # per block: [self-attention, GPT-2 width, T5 width]
+        "cross_attention_dim": ([None, 16, 32], [None, 16, 32]),
+    },
+    "vae": {
+        "in_channels": 1, "out_channels": 1, "latent_channels": 4, "block_out_channels": (8, 16), "norm_num_groups": 8,
+        "down_block_types": ("DownEncoderBlock2D",) * 2, "up_block_types": ("UpDecoderBlock2D",) * 2,
+    },
+    "clap": {
+        "projection_dim": 16,
+        "text": {"vocab_size": 520, "hidden_size": 16, "intermediate_size": 32, "num_attention_heads": 2,
+                 "num_hidden_layers": 1, "max_position_embeddings": 80, "pad_token_id": 0, "bos_token_id": 1,
+                 "eos_token_id": 2, "projection_dim": 16},
+        "audio": {"spec_size": 16, "num_mel_bins": 8, "window_size": 4, "depths": [1, 1], "num_attention_heads": [1, 1],
+                  "num_hidden_layers": 1, "hidden_size": 32, "patch_embeds_hidden_size": 16, "intermediate_size": 32,
+                  "patch_size": 2, "patch_stride": 2, "projection_dim": 16},
+    },
+    # 1 s windows of 26 frames <= spec_size * (spec_size // num_mel_bins) = 32; 'fusion' truncation hard-codes 64 mels
+    "feature_extractor": {"feature_size": 8, "sampling_rate": 16000, "hop_length": 640, "max_length_s": 1,
+                          "fft_window_size": 1024, "truncation": "rand_trunc"},
+    "t5": {"vocab_size": 520, "d_model": 32, "d_ff": 37, "d_kv": 8, "num_heads": 2, "num_layers": 2},
+    "gpt2": {"n_embd": 16, "n_head": 2, "n_layer": 2, "vocab_size": 520, "n_positions": 128, "bos_token_id": 1,
+             "eos_token_id": 2},
+    "projection": {"text_encoder_dim": 16, "text_encoder_1_dim": 32, "langauge_model_dim": 16},
+    "vocoder": {"model_in_dim": 8, "sampling_rate": 16000, "upsample_initial_channel": 16, "upsample_rates": [5, 4, 8],
+                "upsample_kernel_sizes": [10, 8, 16], "resblock_kernel_sizes": [3], "resblock_dilation_sizes": [[1, 3]],
+                # the 0.01 default makes a random vocoder output ~1e-7: silence, which every CLAP score ties on
+                "normalize_before": False, "initializer_range": 0.2},
+    "scheduler": {"beta_start": 0.0015, "beta_end": 0.0195, "beta_schedule": "scaled_linear", "clip_sample": False,
+                  "set_alpha_to_one": False},
+}
+
+# cvssp/audioldm2-music sizes for parameter counting on the meta device (weights=False). Sourced from diffusers'
+# scripts/convert_original_audioldm2_to_diffusers.py (DEFAULT_CONFIG + the components it loads): UNet
+# model_channels 128, channel_mult [1,2,3,5], attention at 2/4/8, 2 res blocks, context [768, 1024], 32 channels per
+# head; VAE ch 128, ch_mult [1,2,4], z 8; HiFi-GAN; CLAP = laion/clap-htsat-unfused, T5 = flan-t5-large encoder,
+# GPT-2 base, 8 generated tokens, T5 tokenizer max length 128. From memory (not verifiable offline): UNet
+# sample_size 256 (the 10.24 s default length), attention_head_dim as head counts, the CLAP/flan-T5/GPT-2
+# hyper-parameters spelled out below, and the feature extractor settings. The totals match the published sizes
+# (UNet 350M, 1.1B in all): 346.9M UNet, 1.078B.
+AUDIOLDM2_MUSIC_ARCH: dict[str, Any] = {
+    "init_seed": 0,
+    "lm_tokens": 8,
+    "tokenizer_max_length": {"clap": 512, "t5": 128},
+    "unet": {
+        "sample_size": 256, "in_channels": 8, "out_channels": 8, "block_out_channels": (128, 256, 384, 640),
+        "layers_per_block": 2, "attention_head_dim": (4, 8, 12, 20),
+        "down_block_types": ("DownBlock2D",) + ("CrossAttnDownBlock2D",) * 3,
+        "up_block_types": ("CrossAttnUpBlock2D",) * 3 + ("UpBlock2D",),
+        "cross_attention_dim": ([None, 768, 1024],) * 4,
+    },
+    "vae": {
+        "in_channels": 1, "out_channels": 1, "latent_channels": 8, "block_out_channels": (128, 256, 512),
+        "layers_per_block": 2, "down_block_types": ("DownEncoderBlock2D",) * 3,
+        "up_block_types": ("UpDecoderBlock2D",) * 3,
+    },
+    "clap": {
+        "projection_dim": 512,
+        "text": {"vocab_size": 50265, "hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12,
+                 "num_hidden_layers": 12, "max_position_embeddings": 514, "type_vocab_size": 1, "pad_token_id": 1,
+                 "bos_token_id": 0, "eos_token_id": 2, "projection_dim": 512},
+        "audio": {"spec_size": 256, "num_mel_bins": 64, "window_size": 8, "depths": [2, 2, 6, 2],
+                  "num_attention_heads": [4, 8, 16, 32], "hidden_size": 768, "patch_embeds_hidden_size": 96,
+                  "patch_size": 4, "patch_stride": [4, 4], "enable_fusion": False, "projection_dim": 512},
+    },
+    "feature_extractor": {"feature_size": 64, "sampling_rate": 48000, "hop_length": 480, "max_length_s": 10,
+                          "fft_window_size": 1024, "truncation": "rand_trunc"},
+    "t5": {"vocab_size": 32128, "d_model": 1024, "d_ff": 2816, "d_kv": 64, "num_heads": 16, "num_layers": 24,
+           "feed_forward_proj": "gated-gelu", "tie_word_embeddings": False},
+    "gpt2": {"n_embd": 768, "n_head": 12, "n_layer": 12, "vocab_size": 50257, "n_positions": 1024},
+    "projection": {"text_encoder_dim": 512, "text_encoder_1_dim": 1024, "langauge_model_dim": 768},
+    "vocoder": {"model_in_dim": 64, "sampling_rate": 16000, "upsample_initial_channel": 1024,
+                "upsample_rates": [5, 4, 2, 2, 2], "upsample_kernel_sizes": [16, 16, 8, 4, 4],
+                "resblock_kernel_sizes": [3, 7, 11], "resblock_dilation_sizes": [[1, 3, 5]] * 3,
+                "normalize_before": False},
+    "scheduler": {"beta_start": 0.0015, "beta_end": 0.0195, "beta_schedule": "scaled_linear", "clip_sample": False,
+                  "set_alpha_to_one": False},
+}
+
+# encode_prompt feeds `prompt` only to these tokenizer classes and `transcription` to any other one
+_PROMPT_TOKENIZERS = (RobertaTokenizer, T5Tokenizer)
+
+
+def _prepare_tokenizer(tok: Any) -> Any:
+    """Right padding (CLAP pools the first token; the negative prompt is padded to the T5 length) and a pad token."""
+    if tok is not None:
+        if tok.pad_token is None:
+            tok.pad_token = tok.unk_token or tok.eos_token
+        tok.padding_side = "right"
+    return tok
+
+
+def _slot_tokenizer(source: str, max_length: int) -> Any:
+    """Load a text tokenizer for a CLAP or T5 slot, capped at what that encoder's positions allow."""
+    tok = _prepare_tokenizer(AutoTokenizer.from_pretrained(resolve_source(source)))
+    tok.model_max_length = max_length
+    return tok
+
+
+def _build_pipeline(arch: dict[str, Any], tokenizer: str | None, device: str | torch.device) -> AudioLDM2Pipeline:
+    """Assemble an AudioLDM2Pipeline from random parts described by `arch` (seeded, so builds are identical)."""
+    toks = [None, None]
+    if tokenizer is not None:
+        lengths = arch["tokenizer_max_length"]
+        toks = [_slot_tokenizer(tokenizer, lengths["clap"]), _slot_tokenizer(tokenizer, lengths["t5"])]
+        for tok, vocab in zip(toks, (arch["clap"]["text"]["vocab_size"], arch["t5"]["vocab_size"]), strict=True):
+            if len(tok) > vocab:
+                raise ValueError(f"tokenizer {tokenizer!r} has {len(tok)} ids but the text encoder only {vocab}")
+    clap = arch["clap"]
+    with torch.random.fork_rng(devices=[]), torch.device(device):
+        torch.manual_seed(arch.get("init_seed", 0))
+        language_model = GPT2LMHeadModel(GPT2Config(**arch["gpt2"]))
+        # AudioLDM2 always generates this many GPT-2 hidden states (the "sequence_gen_length")
+        language_model.config.max_new_tokens = arch["lm_tokens"]
+        pipe = AudioLDM2Pipeline(
+            vae=AutoencoderKL(**arch["vae"]),
+            text_encoder=ClapModel(ClapConfig(text_config=clap["text"], audio_config=clap["audio"],
+                                              projection_dim=clap["projection_dim"])),
+            text_encoder_2=T5EncoderModel(T5Config(**arch["t5"])),
+            projection_model=AudioLDM2ProjectionModel(**arch["projection"]),
+            language_model=language_model,
+            tokenizer=toks[0],
+            tokenizer_2=toks[1],
+            feature_extractor=ClapFeatureExtractor(**arch["feature_extractor"]),
+            unet=AudioLDM2UNet2DConditionModel(**arch["unet"]),
+            scheduler=DDIMScheduler(**arch["scheduler"]),
+            vocoder=SpeechT5HifiGan(SpeechT5HifiGanConfig(**arch["vocoder"])),
+        )
+    # fresh modules start in train mode: dropout would make sampling depend on the global RNG
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            component.eval()
+    return pipe
+
+
+def _saved_without(path: str) -> dict[str, None]:
+    """Components a local pipeline folder was saved without (e.g. tokenizer=None), to pass as None on load."""
+    index = Path(path) / "model_index.json"
+    if not index.is_file():
+        return {}
+    entries = json.loads(index.read_text())
+    return {k: None for k, v in entries.items() if isinstance(v, list) and v == [None, None]}
+
+
+def _ensure_generation_lm(pipe: AudioLDM2Pipeline) -> None:
+    """Wrap a bare GPT2Model language model in GPT2LMHeadModel: transformers 5 GPT2Model lacks the generation
+    helpers AudioLDM2Pipeline.generate_language_model calls (diffusers issue #12630)."""
+    lm = pipe.language_model
+    if isinstance(lm, GenerationMixin):
+        return
+    with torch.device("meta"):
+        head = GPT2LMHeadModel(lm.config)
+    head.transformer = lm
+    head.lm_head.weight = lm.wte.weight  # tied, as in GPT-2; only the hidden states are used anyway
+    pipe.register_modules(language_model=head.eval())
+
+
+def _own_aligned_memory(pipe: AudioLDM2Pipeline) -> None:
+    """Copy CPU weights that safetensors left at unaligned file offsets into fresh storage: unaligned operands take
+    other SIMD code paths, so a reloaded pipeline would differ from the in-memory one in the last bits."""
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            for tensor in (*component.parameters(), *component.buffers()):
+                if tensor.device.type == "cpu":
+                    tensor.data = tensor.data.clone()
+
+
+@contextlib.contextmanager
+def _numpy_seed(seed: int) -> Iterator[None]:
+    """Seed numpy's global RNG for the block (ClapFeatureExtractor crops long audio with np.random), then restore it."""
+    state = np.random.get_state()
+    np.random.seed(seed % 2**32)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+def _fit_tokens(embeds: torch.Tensor, mask: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Trim or zero-pad (masked out) a (1, L, W) sequence and its (1, L) mask to n tokens."""
+    if embeds.shape[1] >= n:
+        return embeds[:, :n], mask[:, :n]
+    pad = n - embeds.shape[1]
+    return F.pad(embeds, (0, 0, 0, pad)), F.pad(mask, (0, pad))
+
+
+class AudioLDM2Decoder(MusicDecoder):
+    """AudioLDM2 (latent diffusion) conditioned on the projector's T5-width and GPT-2-width streams, or a caption."""
+
+    def __init__(self, pipe: AudioLDM2Pipeline, config: DecoderConfig) -> None:
+        self.pipe = pipe
+        self.config = config
+        # DPM-Solver++ reaches good quality in ~25 steps instead of DDIM's published 200 (diffusers AudioLDM2 blog)
+        pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+        pipe.set_progress_bar_config(disable=True)
+        _ensure_generation_lm(pipe)
+        # tokenizer settings such as padding_side do not survive save_pretrained/from_pretrained
+        _prepare_tokenizer(pipe.tokenizer)
+        _prepare_tokenizer(pipe.tokenizer_2)
+
+    @classmethod
+    def from_config(
+        cls,
+        cfg: DecoderConfig,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        weights: bool = True,
+    ) -> AudioLDM2Decoder:
+        """Load cfg.source with diffusers, or (no source / weights=False) build random parts from cfg.arch offline."""
+        if cfg.kind != "audioldm2":
+            raise ValueError(f"AudioLDM2Decoder needs DecoderConfig.kind='audioldm2', got {cfg.kind!r}")
+        if cfg.source is not None and weights:
+            src = resolve_source(cfg.source)
+            pipe = AudioLDM2Pipeline.from_pretrained(src, dtype=dtype, **_saved_without(src))
+            if device is not None:
+                pipe.to(device=device)
+            _own_aligned_memory(pipe)
+        else:
+            # initialised on the CPU so the random weights do not depend on the device; "meta" allocates nothing
+            # (parameter counting of the full arch)
+            on_meta = device is not None and torch.device(device).type == "meta"
+            pipe = _build_pipeline(cfg.arch or TINY_AUDIOLDM2_ARCH, cfg.tokenizer, "meta" if on_meta else "cpu")
+            if not on_meta:
+                pipe.to(device=device, dtype=dtype)
+        return cls(pipe, cfg)
+
+    @property
+    def sample_rate(self) -> int:
+        """The vocoder's output rate (16 kHz for the published checkpoints)."""
+        return int(self.pipe.vocoder.config.sampling_rate)
+
+    @property
+    def lm_tokens(self) -> int:
+        """How many GPT-2 hidden states AudioLDM2 conditions on (8)."""
+        return int(getattr(self.pipe.language_model.config, "max_new_tokens", None) or 8)
+
+    @property
+    def streams(self) -> dict[str, tuple[int | None, int]]:
+        """prompt_embeds: any number of T5-width tokens; generated_prompt_embeds: 8 GPT-2-width tokens."""
+        return {
+            "prompt_embeds": (None, int(self.pipe.text_encoder_2.config.d_model)),
+            "generated_prompt_embeds": (self.lm_tokens, int(self.pipe.language_model.config.n_embd)),
+        }
+
+    def _transcription(self, text: str) -> str | None:
+        """Text for tokenizers encode_prompt only reaches through `transcription` (e.g. the tiny Llama tokenizer)."""
+        pipe = self.pipe
+        return None if all(isinstance(t, _PROMPT_TOKENIZERS) for t in (pipe.tokenizer, pipe.tokenizer_2)) else text
+
+    def _has_tokenizers(self) -> bool:
+        return self.pipe.tokenizer is not None and self.pipe.tokenizer_2 is not None
+
+    def _embedding_inputs(self, cond: Conditioning, settings: SamplingSettings, info: dict[str, Any]) -> dict:
+        """Pipeline kwargs for embedding mode; negatives are the pipeline's own encoding of the negative prompt."""
+        pipe, streams = self.pipe, self.streams
+        for name, (_, width) in streams.items():
+            x = cond.embeds.get(name)
+            if x is None or x.ndim != 3 or x.shape[0] != 1 or x.shape[2] != width:
+                got = None if x is None else tuple(x.shape)
+                raise ValueError(f"AudioLDM2 needs embeds[{name!r}] of shape (1, N, {width}), got {got}")
+        device = pipe._execution_device
+        pe = cond.embeds["prompt_embeds"].to(device, pipe.text_encoder_2.dtype)
+        ge = cond.embeds["generated_prompt_embeds"].to(device, pipe.language_model.dtype)
+        mask = cond.masks.get("prompt_embeds")
+        mask = torch.ones(pe.shape[:2], dtype=torch.long) if mask is None else mask.long()
+        kwargs = {"prompt_embeds": pe, "attention_mask": mask.to(device), "generated_prompt_embeds": ge}
+        if settings.guidance_scale <= 1.0:
+            return kwargs
+        negative = settings.negative_prompt.strip()
+        if negative and self._has_tokenizers():
+            neg_pe, neg_mask, neg_ge = pipe.encode_prompt(
+                negative, device, 1, False, transcription=self._transcription(negative), max_new_tokens=ge.shape[1]
+            )
+            # the pipeline requires negatives shaped like the positives: fit the T5 sequence to N tokens
+            neg_pe, neg_mask = _fit_tokens(neg_pe, neg_mask, pe.shape[1])
+            info["negative"] = "negative_prompt"
+        else:
+            # no text side to encode with: all-zero embeddings are the null condition
+            neg_pe, neg_ge = torch.zeros_like(pe), torch.zeros_like(ge)
+            neg_mask = torch.ones_like(kwargs["attention_mask"])
+            info["negative"] = "zeros (no tokenizers)" if negative else "zeros (empty negative prompt)"
+        kwargs.update(negative_prompt_embeds=neg_pe, negative_attention_mask=neg_mask,
+                      negative_generated_prompt_embeds=neg_ge)
+        return kwargs
+
+    def generate(
+        self, cond: Conditioning, settings: SamplingSettings, source: EditSource | None = None
+    ) -> DecodedAudio:
+        """Make music from embeddings (caption only ranks candidates then) or from a caption; same seed, same audio."""
+        if source is not None:
+            raise ValueError("the AudioLDM2 decoder cannot edit audio; use the musicgen_melody decoder for edits")
+        settings.validate(self.config.max_duration)
+        cond.check()
+        pipe, n = self.pipe, settings.candidates
+        caption = cond.caption.strip() if cond.caption and cond.caption.strip() else None
+        mode = "embeddings" if cond.embeds else "caption"
+        if mode == "caption" and not self._has_tokenizers():
+            raise ValueError("caption mode needs the pipeline's tokenizers: set DecoderConfig.tokenizer or a source")
+        info: dict[str, Any] = {"decoder": "audioldm2", "seed": settings.seed, "steps": settings.steps,
+                                "guidance_scale": settings.guidance_scale, "mode": mode, "candidates": n}
+        # Ask for whole vocoder frames covering the target (+half a frame so the pipeline's int() floor cannot drop
+        # one), then trim to the exact sample count.
+        target = max(1, round(settings.duration * self.sample_rate))
+        hop = int(np.prod(pipe.vocoder.config.upsample_rates))
+        frames = max(math.ceil(target / hop), pipe.vae_scale_factor)
+        common = {
+            "audio_length_in_s": (frames + 0.5) * hop / self.sample_rate,
+            "num_inference_steps": settings.steps,
+            "guidance_scale": settings.guidance_scale,
+            "num_waveforms_per_prompt": n,
+            "generator": torch.Generator(device="cpu").manual_seed(settings.seed),
+            "output_type": "pt",
+        }
+        ranked = False
+        with torch.inference_mode(), _numpy_seed(settings.seed):
+            if mode == "embeddings":
+                audios = pipe(**self._embedding_inputs(cond, settings, info), **common).audios
+                if n > 1 and caption and self._has_tokenizers():
+                    audios = pipe.score_waveforms(caption, audios, n, pipe._execution_device, pipe.text_encoder.dtype)
+                    ranked = True
+            else:
+                negative = settings.negative_prompt.strip() or None
+                # with prompt= and n > 1 the pipeline ranks candidates with its CLAP scorer itself
+                audios = pipe(prompt=caption, transcription=self._transcription(caption), negative_prompt=negative,
+                              max_new_tokens=self.lm_tokens, **common).audios
+                ranked = n > 1
+                if settings.guidance_scale > 1.0:
+                    info["negative"] = "negative_prompt" if negative else "empty string"
+        if n > 1 and not ranked:
+            info["ranking"] = "not ranked: ranking candidates needs a caption (and tokenizers); returned the first"
+        info["ranked"] = ranked
+        wave = audios[0].float().cpu().numpy()
+        generated = wave.shape[0]
+        wave = wave[:target] if generated >= target else np.pad(wave, (0, target - generated))
+        info["samples"] = {"asked": target, "generated": generated, "trimmed": max(0, generated - target),
+                           "padded": max(0, target - generated)}
+        return DecodedAudio(waveform=np.ascontiguousarray(wave, dtype=np.float32), sample_rate=self.sample_rate,
+                            info=info)
