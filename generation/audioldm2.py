@@ -246,6 +246,8 @@ class AudioLDM2Decoder(MusicDecoder):
         pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
         pipe.set_progress_bar_config(disable=True)
         _ensure_generation_lm(pipe)
+        for module in self.components.values():
+            module.requires_grad_(False)  # inference only: a frozen decoder
         # tokenizer settings such as padding_side do not survive save_pretrained/from_pretrained
         _prepare_tokenizer(pipe.tokenizer)
         _prepare_tokenizer(pipe.tokenizer_2)
@@ -285,6 +287,11 @@ class AudioLDM2Decoder(MusicDecoder):
     def lm_tokens(self) -> int:
         """How many GPT-2 hidden states AudioLDM2 conditions on (8)."""
         return int(getattr(self.pipe.language_model.config, "max_new_tokens", None) or 8)
+
+    @property
+    def components(self) -> dict[str, torch.nn.Module]:
+        """The pipeline's modules (UNet, VAE, CLAP, T5, GPT-2, projection, vocoder)."""
+        return {name: module for name, module in self.pipe.components.items() if isinstance(module, torch.nn.Module)}
 
     @property
     def streams(self) -> dict[str, tuple[int | None, int]]:

@@ -70,6 +70,11 @@ class MusicDecoder(abc.ABC):
     def streams(self) -> dict[str, tuple[int | None, int]]:
         """Conditioning streams it reads: name -> (max tokens or None for any, width)."""
 
+    @property
+    @abc.abstractmethod
+    def components(self) -> dict[str, torch.nn.Module]:
+        """The decoder's modules by role (for parameter counts and device moves)."""
+
     @abc.abstractmethod
     def generate(
         self, cond: Conditioning, settings: SamplingSettings, source: EditSource | None = None

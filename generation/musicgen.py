@@ -100,7 +100,7 @@ class MusicGenDecoder(MusicDecoder):
 
     def __init__(self, model: MusicgenForConditionalGeneration | MusicgenMelodyForConditionalGeneration,
                  tokenizer: Any, config: DecoderConfig, name: str) -> None:
-        self.model = model.eval()
+        self.model = model.eval().requires_grad_(False)  # inference only: a frozen decoder
         self.tokenizer = tokenizer
         self.config = config
         self.name = name
@@ -157,6 +157,14 @@ class MusicGenDecoder(MusicDecoder):
     def sample_rate(self) -> int:
         """The audio codec's rate: 32 kHz for the released models."""
         return int(self.model.config.audio_encoder.sampling_rate)
+
+    @property
+    def components(self) -> dict[str, torch.nn.Module]:
+        """Text encoder, audio codec and the language model over codes (with its projections)."""
+        model = self.model
+        lm = {name: module for name, module in model.named_children() if name not in ("text_encoder", "audio_encoder")}
+        return {"text_encoder": model.text_encoder, "audio_codec": model.audio_encoder,
+                "decoder": torch.nn.ModuleDict(lm)}
 
     @property
     def streams(self) -> dict[str, tuple[int | None, int]]:

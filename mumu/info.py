@@ -7,6 +7,8 @@ from typing import Any
 
 from torch import nn
 
+from generation.factory import build_decoder
+from generation.interface import MusicDecoder
 from mumu.builder import build_model
 from mumu.config import MuMuConfig
 from mumu.modeling import MuMuModel
@@ -31,7 +33,7 @@ def _llm_parts(model: MuMuModel) -> dict[str, list[nn.Parameter]]:
     return parts
 
 
-def model_report(model: MuMuModel) -> dict[str, Any]:
+def model_report(model: MuMuModel, decoder: MusicDecoder | None = None) -> dict[str, Any]:
     """The component tree with parameter counts (total, trainable) and fp32/bf16/int8/int4 weight memory."""
     cfg = model.config
     tree: dict[str, Any] = {
@@ -50,18 +52,23 @@ def model_report(model: MuMuModel) -> dict[str, Any]:
         "projector": _count(model.projector.parameters()),
     }
     every = list(model.parameters())
+    if decoder is not None:
+        parts = decoder.components
+        tree["decoder"] = {"kind": cfg.decoder.kind, "source": cfg.decoder.source,
+                           **{name: _count(module.parameters()) for name, module in parts.items()}}
+        every += [p for module in parts.values() for p in module.parameters()]
     return {
         "profile": cfg.profile,
         "decoder": {"kind": cfg.decoder.kind, "source": cfg.decoder.source},
         "components": tree,
         "total": _count(every),
-        "note": "memory_gib counts weights only; add activations, the KV cache and the music decoder",
+        "note": "memory_gib counts weights only; add activations and the KV cache",
     }
 
 
 def report(config: MuMuConfig) -> dict[str, Any]:
-    """Build the config's model on the meta device and report it."""
-    return model_report(build_model(config, weights=False))
+    """Build the config's model and music decoder on the meta device and report them."""
+    return model_report(build_model(config, weights=False), build_decoder(config.decoder, device="meta", weights=False))
 
 
 def format_report(data: dict[str, Any]) -> str:

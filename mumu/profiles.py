@@ -17,6 +17,8 @@ from adapters.config import (
 from adapters.mert import MERT_V1_330M_ARCH, TINY_MERT_ARCH
 from adapters.vision import TINY_VIT_ARCH, TINY_VIVIT_ARCH, VIT_B16_ARCH, VIVIT_B16X2_ARCH
 from checkpoints.sources import resolve_source
+from generation.audioldm2 import AUDIOLDM2_MUSIC_ARCH, TINY_AUDIOLDM2_ARCH
+from generation.musicgen import MUSICGEN_ARCHS, MUSICGEN_PRESETS, TINY_ARCHS
 from mumu.config import (
     DecoderConfig,
     InjectionConfig,
@@ -40,13 +42,32 @@ TINY_LLAMA_ARCH: dict[str, Any] = dict(
     bos_token_id=1, eos_token_id=2, pad_token_id=0,
 )
 
-# Published decoder checkpoints and the conditioning they read: (streams as name, tokens, width, masked).
-FULL_DECODERS: dict[str, tuple[str, list[tuple[str, int, int, bool]]]] = {
-    "musicgen": ("facebook/musicgen-medium", [("encoder_hidden_states", 128, 768, True)]),
-    "musicgen_melody": ("facebook/musicgen-melody", [("encoder_hidden_states", 128, 768, True)]),
-    "audioldm2": ("cvssp/audioldm2-music", [("prompt_embeds", 128, 1024, True),
-                                            ("generated_prompt_embeds", 8, 768, False)]),
+# Conditioning each decoder reads, as projector streams (name, tokens, width, masked).
+FULL_STREAMS: dict[str, list[tuple[str, int, int, bool]]] = {
+    "musicgen": [("encoder_hidden_states", 128, 768, True)],
+    "musicgen_melody": [("encoder_hidden_states", 128, 768, True)],
+    "audioldm2": [("prompt_embeds", 128, 1024, True), ("generated_prompt_embeds", 8, 768, False)],
 }
+MUSICGEN_SIZES = ("small", "medium", "large")
+TINY_TOKENIZER = "builtin:tiny-tokenizer"
+
+
+def full_decoder(kind: str, musicgen_size: str = "medium") -> DecoderConfig:
+    """The published decoder checkpoint for a kind (MusicGen in small/medium/large), with its arch for counting."""
+    if kind == "audioldm2":
+        return DecoderConfig(kind=kind, source="cvssp/audioldm2-music", arch=AUDIOLDM2_MUSIC_ARCH)
+    preset = "melody" if kind == "musicgen_melody" else musicgen_size
+    if preset not in MUSICGEN_ARCHS:
+        raise ValueError(f"unknown MusicGen size {musicgen_size!r}; choose one of {', '.join(MUSICGEN_SIZES)}")
+    return DecoderConfig(kind=kind, source=MUSICGEN_PRESETS[preset], arch=MUSICGEN_ARCHS[preset])
+
+
+def tiny_decoder(kind: str) -> DecoderConfig:
+    """The tiny random-init decoder for a kind, captioning with the repo's tiny tokenizer."""
+    arch = TINY_AUDIOLDM2_ARCH if kind == "audioldm2" else TINY_ARCHS[kind]
+    return DecoderConfig(kind=kind, tokenizer=TINY_TOKENIZER, arch=arch)
+
+
 TINY_DECODERS: dict[str, list[tuple[str, int, int, bool]]] = {
     "musicgen": [("encoder_hidden_states", 16, 32, True)],
     "musicgen_melody": [("encoder_hidden_states", 16, 32, True)],
@@ -101,12 +122,12 @@ def tiny(decoder: str = "musicgen", seed: int = 0) -> MuMuConfig:
     return build_config(
         profile="tiny",
         seed=seed,
-        llm=LLMConfig(tokenizer="builtin:tiny-tokenizer", arch=dict(TINY_LLAMA_ARCH), lora_rank=4,
+        llm=LLMConfig(tokenizer=TINY_TOKENIZER, arch=dict(TINY_LLAMA_ARCH), lora_rank=4,
                       lora_alpha=8.0, lora_dropout=0.0),
         music_encoder=MusicEncoderConfig(arch=dict(TINY_MERT_ARCH), window_seconds=4.0, frames_per_step=4),
         image_encoder=ImageEncoderConfig(arch=dict(TINY_VIT_ARCH)),
         video_encoder=VideoEncoderConfig(arch=dict(TINY_VIVIT_ARCH)),
-        decoder=DecoderConfig(kind=decoder),
+        decoder=tiny_decoder(decoder),
         streams=TINY_DECODERS[decoder],
         adapter_blocks=2,
         group_size=2,
@@ -114,18 +135,19 @@ def tiny(decoder: str = "musicgen", seed: int = 0) -> MuMuConfig:
     )
 
 
-def full(decoder: str = "musicgen", llm_source: str = "meta-llama/Llama-2-7b-hf") -> MuMuConfig:
+def full(
+    decoder: str = "musicgen", llm_source: str = "meta-llama/Llama-2-7b-hf", musicgen_size: str = "medium"
+) -> MuMuConfig:
     """The published components: MERT-v1-330M, ViT-B/16, ViViT-B/16x2, a Llama-2-7B-class LLM, MusicGen/AudioLDM2."""
     _check_decoder(decoder)
-    decoder_source, streams = FULL_DECODERS[decoder]
     return build_config(
         profile="full",
         llm=LLMConfig(source=llm_source, arch=dict(LLAMA2_7B_ARCH)),
         music_encoder=MusicEncoderConfig(source="m-a-p/MERT-v1-330M", arch=dict(MERT_V1_330M_ARCH)),
         image_encoder=ImageEncoderConfig(source="google/vit-base-patch16-224", arch=dict(VIT_B16_ARCH)),
         video_encoder=VideoEncoderConfig(source="google/vivit-b-16x2-kinetics400", arch=dict(VIVIT_B16X2_ARCH)),
-        decoder=DecoderConfig(kind=decoder, source=decoder_source),
-        streams=streams,
+        decoder=full_decoder(decoder, musicgen_size),
+        streams=FULL_STREAMS[decoder],
     )
 
 

@@ -42,7 +42,7 @@ def test_memory_estimates_scale_with_precision(full_report):
     assert mem["fp32"] == pytest.approx(2 * mem["bf16"], rel=1e-3)
     assert mem["bf16"] == pytest.approx(2 * mem["int8"], rel=1e-3)
     assert mem["int8"] == pytest.approx(2 * mem["int4"], rel=1e-3)
-    assert 13 < mem["bf16"] < 16
+    assert 17 < mem["bf16"] < 19  # 7.8B MuMu parts + 2.0B MusicGen-medium
 
 
 def test_tiny_report_counts_real_parameters():
@@ -68,3 +68,11 @@ def test_cli_bad_arguments_exit_2_without_traceback():
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 2
     assert "invalid choice: 'huge'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(("decoder", "low", "high"), [("musicgen", 1.9e9, 2.1e9), ("audioldm2", 1.0e9, 1.2e9)])
+def test_full_report_includes_the_frozen_decoder(decoder, low, high):
+    data = report(full(decoder=decoder))
+    parts = {k: v for k, v in data["components"]["decoder"].items() if isinstance(v, dict)}
+    assert low < sum(p["params"] for p in parts.values()) < high  # MusicGen-medium ~2.0B, AudioLDM2-music ~1.1B
+    assert all(p["trainable"] == 0 for p in parts.values())
