@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import av
@@ -13,7 +12,7 @@ from PIL import Image
 
 from adapters.audio_io import audio_duration, load_audio, load_audio_native
 from adapters.config import MediaLimits
-from adapters.errors import MediaError
+from tests.adapters.helpers import rejects
 
 OUT_RATE = 24_000
 
@@ -55,11 +54,6 @@ def write_silent_video(path: Path) -> Path:
 def peak_hz(samples: np.ndarray, rate: int) -> float:
     spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
     return float(np.fft.rfftfreq(len(samples), 1 / rate)[np.argmax(spectrum)])
-
-
-def rejects(path: Path, problem: str) -> pytest.RaisesExc[MediaError]:
-    """Expect a MediaError naming the file and the problem."""
-    return pytest.raises(MediaError, match=rf"'{re.escape(path.name)}': .*{problem}")
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import re
 import struct
 import zlib
 from collections.abc import Callable
@@ -15,15 +14,10 @@ import soundfile as sf
 from PIL import Image
 
 from adapters.config import MediaLimits
-from adapters.errors import MediaError
 from adapters.image_io import load_image
+from tests.adapters.helpers import rejects
 
 WHITE, BLACK, RED, BLUE = (255, 255, 255), (0, 0, 0), (255, 0, 0), (0, 0, 255)
-
-
-def rejects(path: Path, problem: str) -> pytest.RaisesExc[MediaError]:
-    """Expect a MediaError naming the file and the problem."""
-    return pytest.raises(MediaError, match=rf"'{re.escape(path.name)}': .*{problem}")
 
 
 def two_halves(mode: str, left: object, right: object) -> Image.Image:

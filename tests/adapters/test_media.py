@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import av
@@ -12,8 +11,8 @@ import soundfile as sf
 from PIL import Image
 
 from adapters.config import MediaLimits
-from adapters.errors import MediaError
 from adapters.media import check_file, detect_kind
+from tests.adapters.helpers import rejects
 
 
 def write_wav(path: Path) -> Path:
@@ -42,11 +41,6 @@ def write_mp4(path: Path, video: bool = True) -> Path:
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     return path
-
-
-def rejects(path: Path, problem: str) -> pytest.RaisesExc[MediaError]:
-    """Expect a MediaError naming the file and the problem."""
-    return pytest.raises(MediaError, match=rf"'{re.escape(path.name)}': .*{problem}")
 
 
 @pytest.mark.parametrize(

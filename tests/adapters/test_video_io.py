@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import math
-import re
 from pathlib import Path
 
 import av
@@ -15,8 +14,8 @@ from PIL import Image
 
 from adapters import video_io
 from adapters.config import MediaLimits
-from adapters.errors import MediaError
 from adapters.video_io import frame_indices, load_video_audio, load_video_frames, video_duration
+from tests.adapters.helpers import rejects
 
 FRAMES, FPS, WIDTH, HEIGHT = 30, 10, 64, 48
 STEP = 8  # frame i is filled with red = 8 * i and green = 255 - 8 * i
@@ -55,11 +54,6 @@ def write_video(
 def decoded_indices(frames: np.ndarray) -> list[int]:
     """Recover each frame's index from its colour."""
     return [round(float(value)) for value in frames[..., 0].mean(axis=(1, 2)) / STEP]
-
-
-def rejects(path: Path, problem: str) -> pytest.RaisesExc[MediaError]:
-    """Expect a MediaError naming the file and the problem."""
-    return pytest.raises(MediaError, match=rf"'{re.escape(path.name)}': .*{problem}")
 
 
 @pytest.fixture
