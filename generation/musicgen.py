@@ -10,7 +10,10 @@ projector embeddings by this module: stock `generate` only adds its zero half wh
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +91,31 @@ _CLASSES = {"musicgen": (MusicgenConfig, MusicgenForConditionalGeneration),
             "musicgen_melody": (MusicgenMelodyConfig, MusicgenMelodyForConditionalGeneration)}
 
 
+class _DropSpecialIdWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "integer within the vocabulary" not in record.getMessage()
+
+
+@contextmanager
+def _quiet_special_ids() -> Iterator[None]:
+    """Hide transformers' generic sub-config warning about MusicGen's pad/BOS id.
+
+    That id is the codebook size (one past the last code) by design, which MusicGen's own config check accepts;
+    the generic check on the decoder sub-config flags it at every build, including the released checkpoints.
+    """
+    loggers = [logging.getLogger(name) for name in ("transformers.configuration_utils",
+                                                     "transformers.models.musicgen.configuration_musicgen",
+                                                     "transformers.models.musicgen_melody.configuration_musicgen_melody")]
+    drop = _DropSpecialIdWarning()
+    for log in loggers:
+        log.addFilter(drop)
+    try:
+        yield
+    finally:
+        for log in loggers:
+            log.removeFilter(drop)
+
+
 class MusicGenDecoder(MusicDecoder):
     """MusicGen / MusicGen-Melody conditioned on projector embeddings (T5 width) or a caption, with real CFG.
 
@@ -118,34 +146,35 @@ class MusicGenDecoder(MusicDecoder):
         if not 0 <= cfg.overlap_seconds < cfg.window_seconds:
             raise ValueError(f"need 0 <= overlap_seconds < window_seconds, got {cfg.overlap_seconds}, "
                              f"{cfg.window_seconds}")
-        config_class, model_class = _CLASSES[cfg.kind]
-        source = cfg.source and resolve_source(MUSICGEN_PRESETS.get(cfg.source, cfg.source))
-        tokenizer_source = cfg.tokenizer and resolve_source(cfg.tokenizer)
-        if source and weights:
-            model = model_class.from_pretrained(source, **({"dtype": dtype} if dtype else {}))
-            tokenizer_source = tokenizer_source or source
-        else:
-            arch = cfg.arch or _ARCH_BY_SOURCE.get(source or "")
-            if arch:
-                config = config_class(**arch)
-            elif source and Path(source).is_dir():
-                config = config_class.from_pretrained(source)
-            elif source:
-                raise ValueError(f"no arch for {cfg.source!r}: set DecoderConfig.arch to build it without weights")
-            else:  # nothing configured at all: the tiny random decoder of this kind, with the tiny tokenizer
-                config = config_class(**TINY_ARCHS[cfg.kind])
-                tokenizer_source = tokenizer_source or resolve_source(TINY_TOKENIZER)
-            with torch.device(device or "cpu"):
-                model = model_class(config)
-            # EnCodec starts with all-zero codebooks (training fills them by k-means), so every code would decode
-            # to the same sound and every encode to code 0: give the random codec random codebooks.
-            with torch.no_grad():
-                for layer in model.audio_encoder.quantizer.layers:
-                    layer.codebook.embed.normal_()
-            start = model.config.decoder.vocab_size  # MusicGen's pad/BOS is the id just past the codebook
-            gen = model.generation_config
-            gen.pad_token_id = gen.bos_token_id = gen.decoder_start_token_id = start
-            tokenizer_source = tokenizer_source or (source if source and Path(source).is_dir() else None)
+        with _quiet_special_ids():
+            config_class, model_class = _CLASSES[cfg.kind]
+            source = cfg.source and resolve_source(MUSICGEN_PRESETS.get(cfg.source, cfg.source))
+            tokenizer_source = cfg.tokenizer and resolve_source(cfg.tokenizer)
+            if source and weights:
+                model = model_class.from_pretrained(source, **({"dtype": dtype} if dtype else {}))
+                tokenizer_source = tokenizer_source or source
+            else:
+                arch = cfg.arch or _ARCH_BY_SOURCE.get(source or "")
+                if arch:
+                    config = config_class(**arch)
+                elif source and Path(source).is_dir():
+                    config = config_class.from_pretrained(source)
+                elif source:
+                    raise ValueError(f"no arch for {cfg.source!r}: set DecoderConfig.arch to build it without weights")
+                else:  # nothing configured at all: the tiny random decoder of this kind, with the tiny tokenizer
+                    config = config_class(**TINY_ARCHS[cfg.kind])
+                    tokenizer_source = tokenizer_source or resolve_source(TINY_TOKENIZER)
+                with torch.device(device or "cpu"):
+                    model = model_class(config)
+                # EnCodec starts with all-zero codebooks (training fills them by k-means), so every code would decode
+                # to the same sound and every encode to code 0: give the random codec random codebooks.
+                with torch.no_grad():
+                    for layer in model.audio_encoder.quantizer.layers:
+                        layer.codebook.embed.normal_()
+                start = model.config.decoder.vocab_size  # MusicGen's pad/BOS is the id just past the codebook
+                gen = model.generation_config
+                gen.pad_token_id = gen.bos_token_id = gen.decoder_start_token_id = start
+                tokenizer_source = tokenizer_source or (source if source and Path(source).is_dir() else None)
         model = model.to(device=device, dtype=dtype)
         # Without weights only local tokenizers are read, so an arch-only build never touches the network.
         load_tokenizer = tokenizer_source and (weights or Path(tokenizer_source).is_dir())

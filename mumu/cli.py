@@ -1,4 +1,4 @@
-"""`python -m mumu`: command-line entry points (info, edit)."""
+"""`python -m mumu`: command-line entry points (chat, info, edit)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from pathlib import Path
 from adapters.audio_io import load_audio_native
 from adapters.errors import MediaError
 from generation.audio_out import FORMATS, write_audio
+from generation.config import SamplingSettings
 from generation.edits import EditPlan, parse_trim
+from mumu.decoding import MUSIC_MODES
 from mumu.info import format_report, report
 from mumu.profiles import DECODER_KINDS, PROFILES, get_profile
 
@@ -24,6 +26,23 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("--profile", choices=sorted(PROFILES), default="tiny")
     info.add_argument("--decoder", choices=DECODER_KINDS, default="musicgen")
     info.add_argument("--json", action="store_true", help="print one JSON object")
+    chat = commands.add_parser("chat", help="one chat turn with optional media; music on demand")
+    source = chat.add_mutually_exclusive_group()
+    source.add_argument("--profile", choices=sorted(PROFILES), default="tiny")
+    source.add_argument("--checkpoint", help="MuMu checkpoint directory or Hub id")
+    chat.add_argument("--decoder", choices=DECODER_KINDS, default="musicgen")
+    chat.add_argument("--text", required=True)
+    chat.add_argument("--audio", type=Path)
+    chat.add_argument("--image", type=Path)
+    chat.add_argument("--video", type=Path)
+    chat.add_argument("--music", choices=MUSIC_MODES, default="auto")
+    chat.add_argument("--duration", type=float, default=10.0, help="seconds of music")
+    chat.add_argument("--seed", type=int, default=0)
+    chat.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    chat.add_argument("--top-p", type=float, default=1.0)
+    chat.add_argument("--max-new-tokens", type=int)
+    chat.add_argument("--out-dir", type=Path, default=Path("outputs"))
+    chat.add_argument("--json", action="store_true", help='print one JSON object {"text", "audio", ...}')
     edit = commands.add_parser(
         "edit", help="exact edits as signal operations",
         description=f"Exact edits, applied in this order: {EDIT_ORDER}. Levels are left alone unless --loudness "
@@ -56,6 +75,24 @@ def _edit(args: argparse.Namespace) -> dict:
     return {"audio": str(path), "sample_rate": rate, "seconds": round(edited.shape[-1] / rate, 3)}
 
 
+def _chat(args: argparse.Namespace) -> dict:
+    # Imported here: building a pipeline pulls in every model library, which info and edit do not need.
+    from mumu.pipeline import ChatOptions, MuMuPipeline
+
+    print("loading model...", file=sys.stderr, flush=True)
+    if args.checkpoint:
+        pipeline = MuMuPipeline.from_pretrained(args.checkpoint, out_dir=args.out_dir)
+    else:
+        pipeline = MuMuPipeline.from_profile(args.profile, decoder=args.decoder, out_dir=args.out_dir)
+    options = ChatOptions(music=args.music, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                          top_p=args.top_p, sampling=SamplingSettings(duration=args.duration, seed=args.seed))
+    conv = pipeline.new_conversation()
+    print("thinking...", file=sys.stderr, flush=True)
+    reply = pipeline.chat(conv, args.text, audio=args.audio, image=args.image, video=args.video, options=options)
+    return {"text": reply.text, "audio": reply.audio, "sample_rate": reply.sample_rate,
+            "timings": {k: round(v, 4) for k, v in reply.timings.items()}}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a command; exit 2 on bad input with one line on stderr."""
     args = _parser().parse_args(argv)
@@ -63,6 +100,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "info":
             data = report(get_profile(args.profile, decoder=args.decoder))
             print(json.dumps(data, indent=2) if args.json else format_report(data))
+        elif args.command == "chat":
+            data = _chat(args)
+            if args.json:
+                print(json.dumps(data))
+            else:
+                print(data["text"] + (f"\n[music: {data['audio']}]" if data["audio"] else ""))
         else:
             print(json.dumps(_edit(args)))
     except (MediaError, ValueError, OSError) as e:

@@ -83,6 +83,20 @@ class TrainableConfig:
 
 
 @dataclass
+class PipelineConfig:
+    """Conversation handling: prompt template, context budget and per-request limits."""
+
+    template: str = "alpaca"
+    system: str | None = None
+    max_context_tokens: int = 2048
+    max_new_tokens: int = 256
+    max_text_chars: int = 4000
+    max_turns: int = 64
+    feature_cache_size: int = 64
+    output_lufs: float | None = -14.0
+
+
+@dataclass
 class MuMuConfig:
     """The whole model: profile name, seed for random init, and every component's config."""
 
@@ -98,6 +112,7 @@ class MuMuConfig:
     projector: ProjectorConfig = field(default_factory=ProjectorConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     trainable: TrainableConfig = field(default_factory=TrainableConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     version: int = CONFIG_VERSION
 
     def to_dict(self) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -125,9 +125,9 @@ def _sample(logits: torch.Tensor, ids: torch.Tensor, settings: GenerationSetting
 @torch.no_grad()
 def generate(
     model: MuMuModel, prompts: list[list[int]], media: MediaFeatures | None = None,
-    settings: GenerationSettings | None = None,
+    settings: GenerationSettings | None = None, on_token: Callable[[int, int], None] | None = None,
 ) -> list[Generated]:
-    """Continue each prompt (left-padded batch) until EOS or max_new_tokens."""
+    """Continue each prompt (left-padded batch) until EOS or max_new_tokens; on_token(row, id) sees each token."""
     settings = settings or GenerationSettings()
     if settings.music not in MUSIC_MODES:
         raise ValueError(f"music must be one of {MUSIC_MODES}, got {settings.music!r}")
@@ -149,7 +149,12 @@ def generate(
             )
             last = hidden.pop()
             logits = rows.constrain(out.logits[:, -1].float(), settings.max_new_tokens - step)
+            before = [len(t) for t in rows.tokens]
             chosen = rows.advance(_sample(logits, ids, settings, rng), last)
+            if on_token is not None:
+                for b, count in enumerate(before):
+                    if len(rows.tokens[b]) > count:
+                        on_token(b, rows.tokens[b][-1])
             ids = torch.cat([ids, chosen[:, None]], dim=1)
             mask = torch.cat([mask, mask.new_ones(len(prompts), 1)], dim=1)
             if all(rows.done):

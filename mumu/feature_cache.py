@@ -1,0 +1,53 @@
+"""A bounded, thread-safe LRU of encoder features keyed by file content, so a file is encoded once."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
+from pathlib import Path
+
+import torch
+
+
+def file_digest(path: str | Path, chunk: int = 2**20) -> str:
+    """SHA-256 of a file's bytes: the same content under another name or upload path hits the cache."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class FeatureCache:
+    """Least-recently-used mapping from (modality, digest) to encoder features, holding at most `size` entries."""
+
+    def __init__(self, size: int) -> None:
+        if size < 0:
+            raise ValueError(f"feature cache size must be >= 0, got {size}")
+        self.size = size
+        self._items: OrderedDict[Hashable, torch.Tensor] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> torch.Tensor | None:
+        """The cached features (marking them recently used), or None."""
+        with self._lock:
+            if key not in self._items:
+                return None
+            self._items.move_to_end(key)
+            return self._items[key]
+
+    def put(self, key: Hashable, value: torch.Tensor) -> None:
+        """Store features, evicting the least recently used entries beyond the size."""
+        if self.size == 0:
+            return
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)

@@ -1,0 +1,91 @@
+"""Conversation -> token ids: the upstream Alpaca-style template or the tokenizer's chat template.
+
+Trusted template text is tokenized normally; every user- or model-written text goes through encode_text,
+so '[AUD0]' or '</s>' typed by a user stays plain text. Assistant turns that produced music carry their
+[AUD0..7] tokens, as training targets do, and every assistant turn ends with EOS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from transformers import PreTrainedTokenizerBase
+
+from mumu.tokens import SpecialIds, encode_text
+
+TEMPLATES = ("alpaca", "chat")
+ALPACA_HEADER = ("Below is an instruction that describes a task. "
+                 "Write a response that appropriately completes the request.\n\n")
+_SENTINEL = "\x00MUMU{}\x00"
+
+
+@dataclass
+class Message:
+    """One turn of text: role 'user' or 'assistant'; music marks an assistant turn that produced music."""
+
+    role: str
+    text: str
+    music: bool = False
+
+
+def _plain(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False).input_ids
+
+
+def _assistant_tail(message: Message, ids: SpecialIds) -> list[int]:
+    return (list(ids.audio) if message.music else []) + [ids.eos]
+
+
+def _alpaca(tokenizer: PreTrainedTokenizerBase, ids: SpecialIds, messages: list[Message]) -> list[int]:
+    out = [ids.bos, *_plain(tokenizer, ALPACA_HEADER)]
+    for message in messages:
+        if message.role == "user":
+            out += _plain(tokenizer, "### Instruction:\n") + encode_text(tokenizer, message.text)
+            out += _plain(tokenizer, "\n\n### Response:")
+        else:
+            out += encode_text(tokenizer, message.text) + _assistant_tail(message, ids)
+            out += _plain(tokenizer, "\n\n")
+    return out
+
+
+def _chat(tokenizer: PreTrainedTokenizerBase, ids: SpecialIds, messages: list[Message], system: str | None):
+    if not tokenizer.chat_template:
+        raise ValueError("prompt template 'chat' needs a tokenizer with a chat template; use 'alpaca'")
+    # Render with sentinels in place of the texts, then tokenize the texts separately as untrusted input.
+    rendered = [{"role": m.role, "content": _SENTINEL.format(i)} for i, m in enumerate(messages)]
+    if system:
+        rendered.insert(0, {"role": "system", "content": system})
+    template = tokenizer.apply_chat_template(rendered, tokenize=False, add_generation_prompt=True)
+    out: list[int] = []
+    for i, message in enumerate(messages):
+        before, template = template.split(_SENTINEL.format(i), 1)
+        out += _plain(tokenizer, before) + encode_text(tokenizer, message.text)
+        if message.role == "assistant" and message.music:
+            out += list(ids.audio)
+    return out + _plain(tokenizer, template)
+
+
+def build_prompt(
+    tokenizer: PreTrainedTokenizerBase, ids: SpecialIds, messages: list[Message], template: str = "alpaca",
+    system: str | None = None,
+) -> list[int]:
+    """Token ids of the conversation, ending where the assistant's next reply starts."""
+    if template not in TEMPLATES:
+        raise ValueError(f"unknown prompt template {template!r}; choose one of {', '.join(TEMPLATES)}")
+    if not messages or messages[-1].role != "user":
+        raise ValueError("the conversation must end with a user turn")
+    if template == "alpaca":
+        return _alpaca(tokenizer, ids, messages)
+    return _chat(tokenizer, ids, messages, system)
+
+
+def fit_context(
+    tokenizer: PreTrainedTokenizerBase, ids: SpecialIds, messages: list[Message], budget: int,
+    template: str = "alpaca", system: str | None = None,
+) -> tuple[list[int], int]:
+    """The prompt for the most recent turns that fit in `budget` tokens, and how many old turns were dropped."""
+    for start in [i for i, m in enumerate(messages) if m.role == "user"]:
+        prompt = build_prompt(tokenizer, ids, messages[start:], template, system)
+        if len(prompt) <= budget:
+            return prompt, start
+    raise ValueError(f"the latest message alone needs more than the {budget}-token context; shorten it")

@@ -1,0 +1,173 @@
+"""MuMuPipeline: multi-turn media memory, edits of generated tracks, caches, truncation, streaming, threads."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from adapters.errors import MediaError
+from generation.config import SamplingSettings
+from mumu.pipeline import ChatOptions, MuMuPipeline
+
+SR = 24000
+
+
+def _options(music="never", **kw):
+    return ChatOptions(music=music, max_new_tokens=12, sampling=SamplingSettings(duration=0.3, **kw))
+
+
+@pytest.fixture
+def pipeline(tmp_path):
+    return MuMuPipeline.from_profile("tiny", out_dir=tmp_path / "out")
+
+
+@pytest.fixture
+def song(tmp_path):
+    path = tmp_path / "song.wav"
+    sf.write(path, 0.3 * np.sin(2 * np.pi * 330 * np.arange(SR) / SR), SR)
+    return path
+
+
+def _spy_prompts(pipeline, monkeypatch):
+    import mumu.pipeline as module
+
+    seen = []
+    real = module.generate
+
+    def spy(model, prompts, media=None, settings=None, on_token=None):
+        seen.append((prompts[0], media))
+        return real(model, prompts, media, settings, on_token=on_token)
+
+    monkeypatch.setattr(module, "generate", spy)
+    return seen
+
+
+def test_three_turns_remember_media_and_edit_the_generated_track(pipeline, song, monkeypatch):
+    pipeline.config.pipeline.output_lufs = None  # keep levels so the edit can be compared with its source
+    seen = _spy_prompts(pipeline, monkeypatch)
+    conv = pipeline.new_conversation()
+    first = pipeline.chat(conv, "describe this song", audio=song, options=_options())
+    assert first.audio is None
+    assert conv.active == {"music": "music-1"}
+
+    second = pipeline.chat(conv, "make music in its style", options=_options("always"))
+    assert second.track == "track-2"
+    assert sf.info(second.audio).duration == pytest.approx(0.3, abs=0.01)
+    # Turn 2 saw turn 1's audio without re-attaching it, and the history reached the model.
+    music_features = seen[1][1].music[0]
+    assert music_features is pipeline.features.get(("music", conv.item("music-1").digest))
+    tokens = pipeline.model.tokenizer("describe this song", add_special_tokens=False).input_ids
+    prompt = seen[1][0]
+    assert any(prompt[i : i + len(tokens)] == tokens for i in range(len(prompt)))
+
+    third = pipeline.chat(conv, "slower, keep the melody", edit="track-2", options=_options("always"))
+    assert third.track == "track-3"
+    source, _ = sf.read(second.audio)
+    edited, _ = sf.read(third.audio)
+    # The continuation decoder keeps the source: the edit starts with the turn-2 track (to 16-bit precision;
+    # the source is cut to whole codec frames and its last 10 ms crossfade into the continuation).
+    assert len(edited) > len(source)
+    hop = pipeline.decoder.hop
+    keep = len(source) // hop * hop - round(0.01 * pipeline.decoder.sample_rate)
+    np.testing.assert_allclose(edited[:keep], source[:keep], atol=2 / 32768)
+    assert pipeline.encoder_runs == {"music": 2, "image": 0, "video": 0}  # song + track-2, each once
+    assert [m.role for m in conv.messages] == ["user", "assistant"] * 3
+    assert conv.messages[3].music and not conv.messages[1].music
+
+
+def test_same_content_under_another_name_is_not_re_encoded(pipeline, song, tmp_path):
+    copy = tmp_path / "copy.wav"
+    shutil.copy(song, copy)
+    pipeline.chat(pipeline.new_conversation(), "hi", audio=song, options=_options())
+    pipeline.chat(pipeline.new_conversation(), "hi", audio=copy, options=_options())
+    assert pipeline.encoder_runs["music"] == 1
+
+
+def test_old_turns_are_dropped_first_and_the_caller_is_told(pipeline):
+    pipeline.config.pipeline.max_context_tokens = 140
+    conv = pipeline.new_conversation()
+    replies = [pipeline.chat(conv, f"turn {i} with some words", options=_options()) for i in range(4)]
+    assert replies[0].dropped_turns == 0
+    assert replies[-1].dropped_turns > 0
+    assert "oldest" in replies[-1].notes[0]
+    assert len(conv.messages) == 8  # nothing is deleted from the conversation itself
+
+
+def test_music_modes_are_honoured(pipeline):
+    conv = pipeline.new_conversation()
+    assert pipeline.chat(conv, "music please", options=_options("always")).audio is not None
+    assert pipeline.chat(conv, "music please", options=_options("never")).audio is None
+
+
+def test_stream_yields_text_then_the_reply(pipeline):
+    conv = pipeline.new_conversation()
+    events = list(pipeline.stream(conv, "describe the music", options=_options("always")))
+    assert events[-1]["type"] == "reply"
+    reply = events[-1]["reply"]
+    assert reply.audio is not None
+    streamed = "".join(e["delta"] for e in events[:-1])
+    assert streamed.strip() == reply.text
+
+
+def test_concurrent_conversations_get_their_own_answers_and_files(pipeline):
+    texts = ["calm piano", "fast drums", "dark synth"]
+    alone = {}
+    for text in texts:
+        reply = pipeline.chat(pipeline.new_conversation(), text, options=_options("always", seed=3))
+        alone[text] = (reply.text, sf.read(reply.audio)[0])
+    results = {}
+
+    def run(text):
+        conv = pipeline.new_conversation()
+        results[text] = (conv, pipeline.chat(conv, text, options=_options("always", seed=3)))
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in texts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    paths = {results[t][1].audio for t in texts}
+    assert len(paths) == 3
+    for text in texts:
+        conv, reply = results[text]
+        assert reply.text == alone[text][0]
+        assert reply.audio.startswith(str(conv.out_dir))
+        np.testing.assert_array_equal(sf.read(reply.audio)[0], alone[text][1])
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"text": "   "}, "the message is empty"),
+    ({"text": "x" * 5000}, "5000 characters, over the 4000 limit"),
+    ({"text": "hi", "options": ChatOptions(music="maybe")}, "music must be one of"),
+    ({"text": "hi", "options": ChatOptions(sampling=SamplingSettings(duration=0))}, "duration=0 is out of range"),
+    ({"text": "hi", "use": {"music": "music-9"}}, "no media 'music-9'"),
+    ({"text": "hi", "edit": "track-1"}, "no media 'track-1'"),
+])
+def test_bad_requests_leave_the_conversation_unchanged(pipeline, kwargs, message):
+    conv = pipeline.new_conversation()
+    with pytest.raises(ValueError, match=message):
+        pipeline.chat(conv, **kwargs)
+    assert conv.messages == []
+
+
+def test_bad_media_is_reported_and_not_remembered(pipeline, tmp_path, song):
+    fake = tmp_path / "fake.wav"
+    fake.write_text("not audio")
+    conv = pipeline.new_conversation()
+    with pytest.raises(MediaError, match=r"'fake\.wav'"):
+        pipeline.chat(conv, "hi", audio=fake)
+    with pytest.raises(MediaError, match=r"'song\.wav': is an audio file but was attached as image"):
+        pipeline.chat(conv, "hi", image=song)
+    assert conv.media == [] and conv.messages == []
+
+
+def test_turn_limit(pipeline):
+    pipeline.config.pipeline.max_turns = 1
+    conv = pipeline.new_conversation()
+    pipeline.chat(conv, "one", options=_options())
+    with pytest.raises(ValueError, match="1-turn limit"):
+        pipeline.chat(conv, "two", options=_options())
