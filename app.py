@@ -1,8 +1,8 @@
 """Entry point for local use (and, with the demo issue, Hugging Face Spaces).
 
-Until the Gradio demo lands, this builds the chosen profile, prints its component report and runs one
-real turn through the whole model (tokenizer -> encoders/adapters/injection -> LoRA LLM -> [AUD] states ->
-output projector), so a fresh install proves every part works end to end.
+Until the Gradio demo lands, this builds the chosen profile and runs one real chat turn through the whole
+pipeline (encoders/adapters/injection -> LoRA LLM -> [AUD] states -> projector -> music decoder -> file),
+so a fresh install proves every part works end to end.
 """
 
 from __future__ import annotations
@@ -12,36 +12,36 @@ import sys
 
 import torch
 
+from generation.config import SamplingSettings
+from generation.factory import build_decoder
 from mumu.builder import build_model
-from mumu.decoding import GenerationSettings, generate
 from mumu.info import format_report, model_report
+from mumu.pipeline import ChatOptions, MuMuPipeline
 from mumu.profiles import DECODER_KINDS, resolve_profile
-from mumu.tokens import encode_text
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Build the model and answer one prompt with music conditioning."""
+    """Build the pipeline and answer one prompt with music."""
     parser = argparse.ArgumentParser(description="MuMu-LLaMA multimodal music assistant")
     parser.add_argument("--profile", choices=("tiny", "full", "auto"), default="auto")
     parser.add_argument("--decoder", choices=DECODER_KINDS, default="musicgen")
     parser.add_argument("--text", default="Compose calm piano music for a rainy evening.")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out-dir", default="outputs")
     args = parser.parse_args(argv)
 
     config, fallback = resolve_profile(args.profile, decoder=args.decoder)
     if fallback:
         print(f"NOTE: {fallback}", file=sys.stderr)
-    model = build_model(config, device="cuda" if torch.cuda.is_available() else "cpu")
-    print(format_report(model_report(model)))
-    prompt = [model.ids.bos, *encode_text(model.tokenizer, args.text)]
-    settings = GenerationSettings(max_new_tokens=32, music="always", seed=args.seed)
-    reply = generate(model, [prompt], settings=settings)[0]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model, decoder = build_model(config, device=device), build_decoder(config.decoder, device=device)
+    print(format_report(model_report(model, decoder)))
+    pipeline = MuMuPipeline(model, decoder, out_dir=args.out_dir)
+    options = ChatOptions(music="always", max_new_tokens=32, sampling=SamplingSettings(duration=2.0, seed=args.seed))
+    reply = pipeline.chat(pipeline.new_conversation(), args.text, options=options)
     print(f"\nuser: {args.text}\nassistant: {reply.text!r}")
-    with torch.no_grad():
-        conditioning = model.project(reply.audio_hidden[None])
-    for name, tensor in conditioning.embeds.items():
-        kept = int(conditioning.masks[name].sum()) if name in conditioning.masks else tensor.shape[1]
-        print(f"music conditioning for {config.decoder.kind}: {name} {tuple(tensor.shape)}, {kept} tokens kept")
+    print(f"music: {reply.audio} ({reply.sample_rate} Hz); timings: "
+          + ", ".join(f"{k} {v:.2f} s" for k, v in reply.timings.items()))
     return 0
 
 
