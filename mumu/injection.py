@@ -46,6 +46,7 @@ class GatedInjection(nn.Module):
         self.num_kv_heads = llm_config.num_key_value_heads or self.num_heads
         self.head_dim = getattr(llm_config, "head_dim", None) or llm_config.hidden_size // self.num_heads
         self.gates = nn.Parameter(torch.zeros(span, self.num_heads))
+        self.num_tokens = num_tokens
         self.prefix = nn.Parameter(torch.randn(span, num_tokens, llm_config.hidden_size) * cfg.prefix_init_std)
         self._state = threading.local()
         self._hooks: list[torch.utils.hooks.RemovableHandle] = []
@@ -64,7 +65,8 @@ class GatedInjection(nn.Module):
         for index in range(self.first_layer, len(decoder_layers)):
             attn = decoder_layers[index].self_attn
             slot = index - self.first_layer
-            self._hooks.append(attn.q_proj.register_forward_hook(self._remember_query))
+            if self.num_tokens > 1:  # only cross-attention over several tokens needs the position's query
+                self._hooks.append(attn.q_proj.register_forward_hook(self._remember_query))
             self._hooks.append(attn.o_proj.register_forward_pre_hook(self._make_hook(attn, slot)))
 
     @contextmanager
@@ -73,12 +75,15 @@ class GatedInjection(nn.Module):
         unknown = set(inputs) - set(self.modalities)
         if unknown:
             raise ValueError(f"unknown modalities {sorted(unknown)}; known: {self.modalities}")
-        previous = getattr(self._state, "inputs", None)
+        previous = getattr(self._state, "inputs", None), getattr(self._state, "projected", None)
         self._state.inputs = ({m: inputs.get(m) for m in self.modalities}, batch)
+        # Within one context the tokens and weights are fixed, so without grad each layer's projections of them
+        # are computed once, not at every decoding step.
+        self._state.projected = {}
         try:
             yield
         finally:
-            self._state.inputs = previous
+            self._state.inputs, self._state.projected = previous
             self._state.query = None
 
     def _remember_query(self, module: nn.Module, args: tuple, output: torch.Tensor) -> None:
@@ -92,15 +97,25 @@ class GatedInjection(nn.Module):
             active = getattr(self._state, "inputs", None)
             if active is None:
                 return None
-            inputs, batch = active
             hidden = args[0]
-            tokens = self._tokens(inputs[modality], slot, batch).to(hidden.dtype)
-            added = self._attend(attn, tokens, hidden.shape[1])
-            gate = torch.tanh(self.gates[slot]).to(hidden.dtype)
-            added = (added * gate[None, None, :, None]).reshape(hidden.shape)
-            return (hidden + added, *args[1:])
+            values, keys, gate = self._projected(attn, slot, modality, active, hidden.dtype)
+            added = self._attend(values, keys, hidden.shape[1]) * gate[None, None, :, None]
+            return (hidden + added.reshape(hidden.shape), *args[1:])
 
         return hook
+
+    def _projected(self, attn: nn.Module, slot: int, modality: str, active: tuple, dtype: torch.dtype):
+        cache = None if torch.is_grad_enabled() else self._state.projected
+        if cache is not None and slot in cache:
+            return cache[slot]
+        inputs, batch = active
+        tokens = self._tokens(inputs[modality], slot, batch).to(dtype)
+        values = self._heads(attn.v_proj(tokens))
+        keys = self._heads(attn.k_proj(tokens)) if self.num_tokens > 1 else None
+        result = values, keys, torch.tanh(self.gates[slot]).to(dtype)
+        if cache is not None:
+            cache[slot] = result
+        return result
 
     def _tokens(self, item: ModalityInput | None, slot: int, batch: int) -> torch.Tensor:
         prefix = self.prefix[slot]
@@ -114,13 +129,11 @@ class GatedInjection(nn.Module):
         x = x.view(b, k, self.num_kv_heads, self.head_dim)
         return x.repeat_interleave(self.num_heads // self.num_kv_heads, dim=2)
 
-    def _attend(self, attn: nn.Module, tokens: torch.Tensor, length: int) -> torch.Tensor:
-        values = self._heads(attn.v_proj(tokens))
-        b, k = values.shape[:2]
-        if k == 1:
+    def _attend(self, values: torch.Tensor, keys: torch.Tensor | None, length: int) -> torch.Tensor:
+        b = values.shape[0]
+        if keys is None:
             return values.expand(b, length, self.num_heads, self.head_dim)
         query = self._state.query.view(b, length, self.num_heads, self.head_dim)
-        keys = self._heads(attn.k_proj(tokens))
         scores = torch.einsum("btnd,bknd->bntk", query, keys) * self.head_dim**-0.5
         weights = torch.softmax(scores.float(), dim=-1).to(values.dtype)
         return torch.einsum("bntk,bknd->btnd", weights, values)
