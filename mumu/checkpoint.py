@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 from huggingface_hub import snapshot_download
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
 from safetensors.torch import load_file, save_file
 
 from mumu.builder import build_model
@@ -32,7 +33,13 @@ def resolve_checkpoint(path_or_id: str | Path) -> Path:
         return path
     if path.exists():
         raise NotADirectoryError(f"{path} is a file; a MuMu checkpoint is a directory with {CONFIG_NAME}")
-    local = snapshot_download(str(path_or_id), allow_patterns=[CONFIG_NAME, WEIGHTS_NAME])
+    text = str(path_or_id)
+    if path.is_absolute() or text.startswith((".", "~")) or text.count("/") > 1:
+        raise FileNotFoundError(f"no checkpoint directory {text}")
+    try:
+        local = snapshot_download(text, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME])
+    except (HfHubHTTPError, LocalEntryNotFoundError, HFValidationError) as e:
+        raise OSError(f"could not get checkpoint {text!r} from the Hugging Face Hub: {e}") from e
     return Path(local)
 
 

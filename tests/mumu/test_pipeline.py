@@ -171,3 +171,21 @@ def test_turn_limit(pipeline):
     pipeline.chat(conv, "one", options=_options())
     with pytest.raises(ValueError, match="1-turn limit"):
         pipeline.chat(conv, "two", options=_options())
+
+
+def test_pipeline_and_cli_load_a_saved_checkpoint(tmp_path, capsys):
+    from mumu.builder import build_model
+    from mumu.checkpoint import save_pretrained
+    from mumu.cli import main
+    from mumu.profiles import tiny
+
+    save_pretrained(build_model(tiny()), tmp_path / "ckpt")
+    pipe = MuMuPipeline.from_pretrained(tmp_path / "ckpt", out_dir=tmp_path / "out")
+    reply = pipe.chat(pipe.new_conversation(), "hello", options=_options("always"))
+    assert reply.audio is not None
+    code = main(["chat", "--checkpoint", str(tmp_path / "ckpt"), "--text", "hi", "--music", "never",
+                 "--max-new-tokens", "4", "--json", "--out-dir", str(tmp_path / "cli")])
+    assert code == 0
+    assert '"audio": null' in capsys.readouterr().out
+    assert main(["chat", "--checkpoint", str(tmp_path / "nowhere"), "--text", "hi"]) == 2
+    assert "no checkpoint directory" in capsys.readouterr().err
