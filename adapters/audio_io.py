@@ -44,8 +44,10 @@ def audio_duration(path: str | Path) -> float:
         return sum(frame.samples for frame in _decode(p, container, stream)) / stream.rate
 
 
-def load_audio_native(path: str | Path, limits: MediaLimits | None = None) -> tuple[np.ndarray, int]:
-    """Decode `path` to a mono float32 1-D array at the file's own sample rate, enforcing `limits`."""
+def load_audio_native(
+    path: str | Path, limits: MediaLimits | None = None, mono: bool = True
+) -> tuple[np.ndarray, int]:
+    """Decode `path` at the file's own sample rate: mono (samples,) or, with mono=False, (channels, samples)."""
     limits = limits or MediaLimits()
     p = check_file(path, limits)
     info = _soundfile_info(p)
@@ -53,11 +55,13 @@ def load_audio_native(path: str | Path, limits: MediaLimits | None = None) -> tu
         samples, rate = _read_soundfile(p, info, limits)
     else:
         samples, rate = _read_av(p, limits)
-    seconds = len(samples) / rate
+    seconds = samples.shape[-1] / rate
     if seconds < limits.min_audio_seconds:
         raise MediaError(p, f"audio is {seconds:.3f} s long, under the {limits.min_audio_seconds} s minimum")
     if not np.isfinite(samples).all():
         raise MediaError(p, "audio contains NaN or infinite samples")
+    if mono:
+        samples = samples.mean(axis=0)
     return samples.astype(np.float32, copy=False), int(rate)
 
 
@@ -102,7 +106,7 @@ def _read_soundfile(p: Path, info: sf._SoundFileInfo, limits: MediaLimits) -> tu
     except sf.LibsndfileError as e:
         raise MediaError(p, f"is truncated or corrupt ({e.error_string.rstrip('.')})") from e
     _check_not_short(p, len(data) / rate, info.duration)
-    return data.mean(axis=1), rate
+    return data.T, rate
 
 
 def _audio_stream(p: Path, container: av.container.InputContainer) -> av.audio.stream.AudioStream:
@@ -148,11 +152,11 @@ def _read_av(p: Path, limits: MediaLimits) -> tuple[np.ndarray, int]:
         decoded = 0
         for frame in chain(_decode(p, container, stream), [None]):
             for out in resampler.resample(frame):
-                chunks.append(out.to_ndarray().mean(axis=0))
+                chunks.append(out.to_ndarray())
                 decoded += out.samples
             if decoded > max_samples:
                 _check_max_seconds(p, decoded / rate, limits)
     if not chunks:
         raise MediaError(p, "audio stream contains no samples")
     _check_not_short(p, decoded / rate, declared)
-    return np.concatenate(chunks).astype(np.float32, copy=False), rate
+    return np.concatenate(chunks, axis=1).astype(np.float32, copy=False), rate

@@ -67,12 +67,13 @@ def _edit(args: argparse.Namespace) -> dict:
     plan = EditPlan(tempo=args.tempo, semitones=args.semitones, trim_start=start, trim_end=end,
                     fade_in=args.fade_in, fade_out=args.fade_out, loop=args.loop, gain_db=args.gain,
                     loudness_lufs=args.loudness)
-    wav, rate = load_audio_native(args.input)
+    wav, rate = load_audio_native(args.input, mono=False)  # a creator's stereo track stays stereo
     edited = plan.apply(wav, rate)
     # The plan already did any loudness change the user asked for; writing must not re-level their track.
     path = write_audio(args.out, edited, rate, bit_depth=args.bit_depth, loudness_lufs=None,
                        metadata={"source": args.input.name, "edit": json.dumps(plan.__dict__)})
-    return {"audio": str(path), "sample_rate": rate, "seconds": round(edited.shape[-1] / rate, 3)}
+    return {"audio": str(path), "sample_rate": rate, "channels": 1 if edited.ndim == 1 else edited.shape[0],
+            "seconds": round(edited.shape[-1] / rate, 3)}
 
 
 def _chat(args: argparse.Namespace) -> dict:

@@ -215,3 +215,14 @@ def test_native_loader_keeps_the_file_rate(tmp_path):
     assert rate == 44100
     assert samples.shape == (44100,)
     np.testing.assert_allclose(samples, tone, atol=1e-4)
+
+
+def test_native_loader_can_keep_channels(tmp_path):
+    path = tmp_path / "stereo.flac"
+    left = (0.3 * np.sin(2 * np.pi * 440 * np.arange(8000) / 8000)).astype(np.float32)
+    sf.write(path, np.stack([left, -left], axis=1), 8000)
+    both, rate = load_audio_native(path, mono=False)
+    assert rate == 8000
+    assert both.shape == (2, 8000)
+    np.testing.assert_allclose(both[1], -both[0], atol=1e-4)
+    np.testing.assert_allclose(load_audio_native(path)[0], 0.0, atol=1e-4)

@@ -71,3 +71,17 @@ def test_bad_files_exit_2(tmp_path, tone, capsys):
     assert "'missing.wav': file not found" in capsys.readouterr().err
     assert main(["edit", "--input", str(tone), "--out", str(tmp_path / "o.aiff")]) == 2
     assert "cannot write 'o.aiff': unsupported extension, expected one of .wav, .flac, .mp3" in capsys.readouterr().err
+
+
+def test_stereo_stays_stereo(tmp_path, capsys):
+    path = tmp_path / "stereo.wav"
+    t = np.arange(2 * SR) / SR
+    left, right = 0.3 * np.sin(2 * np.pi * 440 * t), 0.3 * np.sin(2 * np.pi * 660 * t)
+    sf.write(path, np.stack([left, right], axis=1), SR)
+    out = tmp_path / "edited.wav"
+    assert main(["edit", "--input", str(path), "--out", str(out), "--semitones", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["channels"] == 2
+    wav, _ = sf.read(out)
+    assert wav.shape == (2 * SR, 2)
+    assert _f0(wav[:, 0]) == pytest.approx(440 * 2 ** (2 / 12), rel=0.01)
+    assert _f0(wav[:, 1]) == pytest.approx(660 * 2 ** (2 / 12), rel=0.01)
