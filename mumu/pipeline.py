@@ -259,7 +259,7 @@ class MuMuPipeline:
         def run() -> None:
             try:
                 outcome["reply"] = self.chat(conv, text, on_text=lambda delta: events.put(delta), **kwargs)
-            except (ValueError, OSError) as e:  # MediaError is a ValueError
+            except Exception as e:  # noqa: BLE001 -- not swallowed: re-raised in the caller's thread below
                 outcome["error"] = e
             finally:
                 events.put(None)

@@ -189,3 +189,16 @@ def test_pipeline_and_cli_load_a_saved_checkpoint(tmp_path, capsys):
     assert '"audio": null' in capsys.readouterr().out
     assert main(["chat", "--checkpoint", str(tmp_path / "nowhere"), "--text", "hi"]) == 2
     assert "no checkpoint directory" in capsys.readouterr().err
+
+
+def test_stream_reraises_worker_errors_in_the_caller(pipeline, monkeypatch):
+    import mumu.pipeline as module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("decoder exploded")
+
+    monkeypatch.setattr(module, "generate", broken)
+    with pytest.raises(RuntimeError, match="decoder exploded"):
+        list(pipeline.stream(pipeline.new_conversation(), "hi", options=_options()))
+    with pytest.raises(ValueError, match="the message is empty"):
+        list(pipeline.stream(pipeline.new_conversation(), " "))
