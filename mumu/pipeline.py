@@ -57,12 +57,13 @@ class Conversation:
     active: dict[str, str] = field(default_factory=dict)
     _counter: Any = field(default_factory=lambda: itertools.count(1), repr=False)
 
-    def item(self, media_id: str) -> MediaItem:
-        """Look up a media item by id, with the known ids in the error."""
-        for item in self.media:
+    def item(self, media_id: str, pending: tuple[MediaItem, ...] = ()) -> MediaItem:
+        """Look up a media item by id (also among `pending` items of the turn in progress)."""
+        known = [*self.media, *pending]
+        for item in known:
             if item.id == media_id:
                 return item
-        raise ValueError(f"no media {media_id!r} in this conversation (known: {[m.id for m in self.media]})")
+        raise ValueError(f"no media {media_id!r} in this conversation (known: {[m.id for m in known]})")
 
     def _new_id(self, modality: str, generated: bool) -> str:
         return f"{'track' if generated else modality}-{next(self._counter)}"
@@ -165,21 +166,19 @@ class MuMuPipeline:
         timings: dict[str, float] = {}
         start = time.perf_counter()
         self._check_request(conv, text, options)
-        new_items = [self._prepare(conv, p, m) for p, m in ((audio, "music"), (image, "image"), (video, "video"))
-                     if p is not None]
-        timings["encode"] = time.perf_counter() - start
+        # The conversation changes only when the turn succeeds: bad input leaves it as it was.
+        new_items = tuple(self._prepare(conv, p, m) for p, m in ((audio, "music"), (image, "image"),
+                                                                  (video, "video")) if p is not None)
         active = dict(conv.active) | {item.modality: item.id for item in new_items}
-        conv.media.extend(new_items)
         picked = dict(use or {})
-        source_item = conv.item(edit) if edit is not None else None
+        source_item = conv.item(edit, new_items) if edit is not None else None
         if source_item is not None:
             picked["music"] = source_item.id
         for modality, media_id in picked.items():
-            if conv.item(media_id).modality != modality:
+            if conv.item(media_id, new_items).modality != modality:
                 raise ValueError(f"{media_id!r} is not {modality}")
             active[modality] = media_id
-        conv.active = {m: i for m, i in active.items() if not conv.item(i).generated}
-        media = MediaFeatures(**{m: [self.features_for(conv.item(active[m])) if m in active else None]
+        media = MediaFeatures(**{m: [self.features_for(conv.item(active[m], new_items)) if m in active else None]
                                  for m in ("music", "image", "video")})
         timings["encode"] = time.perf_counter() - start
 
@@ -200,6 +199,8 @@ class MuMuPipeline:
             streamer.flush()
         timings["llm"] = time.perf_counter() - tick
         reply.text = result.text
+        conv.media.extend(new_items)
+        conv.active = {m: i for m, i in active.items() if not conv.item(i).generated}
         if result.audio_hidden is not None:
             self._make_music(conv, reply, result.audio_hidden, options.sampling, source_item, text)
         conv.messages = [*messages, Message("assistant", reply.text, music=reply.audio is not None)]

@@ -202,3 +202,12 @@ def test_stream_reraises_worker_errors_in_the_caller(pipeline, monkeypatch):
         list(pipeline.stream(pipeline.new_conversation(), "hi", options=_options()))
     with pytest.raises(ValueError, match="the message is empty"):
         list(pipeline.stream(pipeline.new_conversation(), " "))
+
+
+def test_a_failed_turn_does_not_keep_its_attachments(pipeline, song):
+    conv = pipeline.new_conversation()
+    with pytest.raises(ValueError, match="no media 'image-7'"):
+        pipeline.chat(conv, "hi", audio=song, use={"image": "image-7"}, options=_options())
+    assert conv.media == [] and conv.active == {} and conv.messages == []
+    pipeline.chat(conv, "hi", audio=song, options=_options())
+    assert [m.id for m in conv.media] == ["music-2"] and conv.active == {"music": "music-2"}
