@@ -1,47 +1,52 @@
-"""Entry point for local use (and, with the demo issue, Hugging Face Spaces).
-
-Until the Gradio demo lands, this builds the chosen profile and runs one real chat turn through the whole
-pipeline (encoders/adapters/injection -> LoRA LLM -> [AUD] states -> projector -> music decoder -> file),
-so a fresh install proves every part works end to end.
-"""
+"""Entry point for local use and Hugging Face Spaces: build the pipeline once, launch the Gradio demo."""
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import os
+import shutil
 import sys
+import tempfile
 
+import gradio as gr
 import torch
 
-from generation.config import SamplingSettings
+from demo.ui import build_demo
 from generation.factory import build_decoder
 from mumu.builder import build_model
-from mumu.info import format_report, model_report
-from mumu.pipeline import ChatOptions, MuMuPipeline
+from mumu.pipeline import MuMuPipeline
 from mumu.profiles import DECODER_KINDS, resolve_profile
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Build the pipeline and answer one prompt with music."""
-    parser = argparse.ArgumentParser(description="MuMu-LLaMA multimodal music assistant")
-    parser.add_argument("--profile", choices=("tiny", "full", "auto"), default="auto")
-    parser.add_argument("--decoder", choices=DECODER_KINDS, default="musicgen")
-    parser.add_argument("--text", default="Compose calm piano music for a rainy evening.")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out-dir", default="outputs")
-    args = parser.parse_args(argv)
-
-    config, fallback = resolve_profile(args.profile, decoder=args.decoder)
+def build_app(profile: str = "auto", decoder: str = "musicgen") -> tuple[gr.Blocks, MuMuPipeline]:
+    """Load the models once and build the UI; generated files live in a temp area removed at exit."""
+    config, fallback = resolve_profile(profile, decoder=decoder)
     if fallback:
         print(f"NOTE: {fallback}", file=sys.stderr)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model, decoder = build_model(config, device=device), build_decoder(config.decoder, device=device)
-    print(format_report(model_report(model, decoder)))
-    pipeline = MuMuPipeline(model, decoder, out_dir=args.out_dir)
-    options = ChatOptions(music="always", max_new_tokens=32, sampling=SamplingSettings(duration=2.0, seed=args.seed))
-    reply = pipeline.chat(pipeline.new_conversation(), args.text, options=options)
-    print(f"\nuser: {args.text}\nassistant: {reply.text!r}")
-    print(f"music: {reply.audio} ({reply.sample_rate} Hz); timings: "
-          + ", ".join(f"{k} {v:.2f} s" for k, v in reply.timings.items()))
+    out_dir = tempfile.mkdtemp(prefix="mumu-demo-")
+    atexit.register(shutil.rmtree, out_dir, ignore_errors=True)
+    pipeline = MuMuPipeline(build_model(config, device=device), build_decoder(config.decoder, device=device), out_dir)
+    banner = None
+    if config.profile == "tiny":
+        banner = ("running the offline tiny profile: its weights are random, so answers are gibberish and music is "
+                  "noise. Install the full weights (see checkpoints/README.md) for real results.")
+    return build_demo(pipeline, banner), pipeline
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments and serve until interrupted."""
+    parser = argparse.ArgumentParser(description="MuMu-LLaMA multimodal music assistant (web demo)")
+    parser.add_argument("--profile", choices=("tiny", "full", "auto"), default="auto")
+    parser.add_argument("--decoder", choices=DECODER_KINDS, default="musicgen")
+    # Spaces (and other hosts) set these variables; locally the demo stays on the loopback interface.
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    args = parser.parse_args(argv)
+    demo, _ = build_app(args.profile, args.decoder)
+    demo.queue(default_concurrency_limit=1, max_size=32).launch(server_name=args.host, server_port=args.port,
+                                                                share=False)
     return 0
 
 

@@ -1,22 +1,109 @@
-"""app.py: builds a profile and runs one real turn through the whole pipeline."""
+"""The web demo on the tiny profile, driven through gradio_client like an API caller would."""
 
+from __future__ import annotations
+
+import socket
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
 import soundfile as sf
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 
-from app import main
-
-
-def test_app_runs_a_turn_on_the_tiny_profile(capsys, tmp_path):
-    assert main(["--profile", "tiny", "--text", "play [AUD0] jazz", "--out-dir", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "llm.lora" in out and "decoder.audio_codec" in out
-    assert "user: play [AUD0] jazz" in out
-    path = out.split("music: ")[1].split(" (")[0]
-    assert path.startswith(str(tmp_path))
-    assert sf.info(path).duration == 2.0
+from app import build_app
 
 
-def test_auto_profile_explains_its_fallback(capsys, tmp_path):
-    assert main(["--profile", "auto", "--decoder", "audioldm2", "--out-dir", str(tmp_path)]) == 0
-    captured = capsys.readouterr()
-    assert "full-profile weights not found locally" in captured.err
-    assert "decoder.unet" in captured.out and "(16000 Hz)" in captured.out
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    demo, pipeline = build_app("auto")
+    port = _free_port()
+    demo.queue(default_concurrency_limit=1, max_size=32).launch(
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, share=False)
+    yield f"http://127.0.0.1:{port}/", pipeline
+    demo.close()
+
+
+@pytest.fixture
+def song(tmp_path):
+    path = tmp_path / "song.wav"
+    sf.write(path, 0.3 * np.sin(2 * np.pi * 330 * np.arange(24000) / 24000), 24000)
+    return path
+
+
+def _ask(client, text, files=(), music="always", duration=1.0):
+    return client.predict({"text": text, "files": [handle_file(str(f)) for f in files]}, [], music, duration, 0,
+                          False, 3, 0, 1, 25, "(none)", api_name="/chat")
+
+
+def _parts(history, role):
+    """Gradio 6 returns each message's content as a list of typed parts."""
+    return [part for m in history if m["role"] == role for part in m["content"]]
+
+
+def test_message_with_audio_gets_text_and_a_track(server, song):
+    url, _ = server
+    history, _, edit = _ask(Client(url, verbose=False), "make music like this", [song])
+    user = _parts(history, "user")
+    assert user[0]["type"] == "file" and user[0]["file"].endswith("song.wav")
+    assert {"text": "make music like this", "type": "text"} in user
+    assistant = _parts(history, "assistant")
+    assert assistant[0]["type"] == "text" and assistant[0]["text"]
+    (track,) = [p for p in assistant if p.get("component") == "audio"]
+    info = sf.info(track["value"])
+    assert info.samplerate == 8000 and info.duration == pytest.approx(1.0)
+    assert [c[0] for c in edit["choices"]] == ["(none)", track["constructor_args"]["label"]]
+
+
+def test_two_clients_see_only_their_own_conversation(server, song, monkeypatch):
+    url, pipeline = server
+    seen = []
+    real = pipeline.stream
+
+    def spy(conv, text, **kwargs):
+        seen.append((text, conv.id, [m.text for m in conv.messages]))
+        return real(conv, text, **kwargs)
+
+    monkeypatch.setattr(pipeline, "stream", spy)
+    a, b = Client(url, verbose=False), Client(url, verbose=False)
+    _ask(a, "first client", [song])
+    _ask(b, "second client")
+    _ask(a, "first client again")
+    (_, conv_a, _), (_, conv_b, history_b), (_, conv_a2, history_a2) = seen
+    assert conv_a == conv_a2 != conv_b
+    assert history_b == []  # b starts fresh: nothing of a's conversation
+    assert history_a2[0] == "first client" and "second client" not in history_a2
+    folders = {path.name for path in pipeline.out_dir.iterdir()}
+    assert {conv_a, conv_b} <= folders  # each conversation writes only into its own folder
+
+
+def test_out_of_range_duration_is_refused(server):
+    url, _ = server
+    with pytest.raises(AppError, match=r"10000.* greater than maximum value 120"):
+        _ask(Client(url, verbose=False), "music", duration=10000)
+
+
+def test_files_outside_the_app_cannot_be_fetched(server):
+    url, _ = server
+    for path in ("gradio_api/file=/etc/passwd", "file=/etc/passwd", "gradio_api/file=../../etc/passwd"):
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(url + path, timeout=10)
+        assert info.value.code in (403, 404)
+
+
+def test_bad_media_is_a_clear_error_and_the_server_keeps_serving(server, tmp_path, song):
+    url, _ = server
+    fake = tmp_path / "fake.wav"
+    fake.write_text("not audio")
+    client = Client(url, verbose=False)
+    with pytest.raises(AppError, match=r"'fake\.wav': is not a readable audio file"):
+        _ask(client, "what is this", [fake])
+    history, _, _ = _ask(client, "and this one", [song])
+    assert any(p.get("component") == "audio" for p in _parts(history, "assistant"))

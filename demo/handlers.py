@@ -1,0 +1,62 @@
+"""Event handlers: turn UI inputs into MuMuPipeline calls and pipeline replies into chat messages."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import gradio as gr
+
+from adapters.media import detect_kind
+from demo.session import Session, new_session
+from generation.config import SamplingSettings
+from mumu.pipeline import ChatOptions, MuMuPipeline
+
+NO_EDIT = "(none)"
+
+
+def _files(message: dict[str, Any]) -> dict[str, str]:
+    """Attached files by pipeline argument name; one per kind (the last one wins)."""
+    chosen: dict[str, str] = {}
+    for item in message.get("files") or []:
+        path = item if isinstance(item, str) else item.get("path")
+        chosen[detect_kind(path)] = path
+    return chosen
+
+
+def respond(
+    pipeline: MuMuPipeline, message: dict[str, Any], history: list[dict[str, Any]], session: Session | None,
+    music: str, duration: float, seed: float, random_seed: bool, guidance: float, temperature: float, top_p: float,
+    steps: float, edit: str | None,
+) -> Iterator[tuple[list[dict[str, Any]], Any, Session, Any]]:
+    """Stream one assistant turn into the chat; errors become a visible message, the server keeps serving."""
+    session = session or new_session(pipeline)
+    text = (message or {}).get("text", "") or ""
+    try:
+        files = _files(message or {})
+        seed = random.randrange(2**31) if random_seed else int(seed)
+        sampling = SamplingSettings(duration=float(duration), seed=seed, guidance_scale=float(guidance),
+                                    steps=int(steps))
+        options = ChatOptions(music=music, temperature=float(temperature), top_p=float(top_p), sampling=sampling)
+        edit_id = edit if edit and edit != NO_EDIT else None
+        history = [*history, *({"role": "user", "content": {"path": p}} for p in files.values()),
+                   {"role": "user", "content": text}, {"role": "assistant", "content": ""}]
+        stream = pipeline.stream(session.conversation, text, audio=files.get("audio"), image=files.get("image"),
+                                 video=files.get("video"), edit=edit_id, options=options)
+        for event in stream:
+            if event["type"] == "text":
+                history[-1]["content"] += event["delta"]
+                yield history, gr.MultimodalTextbox(value=None, interactive=False), session, gr.skip()
+            else:
+                reply = event["reply"]
+                history[-1]["content"] = reply.text or "(no text)"
+                for note in reply.notes:
+                    history.append({"role": "assistant", "content": f"_{note}_"})
+                if reply.audio:
+                    session.tracks.append(reply.track)
+                    history.append({"role": "assistant", "content": gr.Audio(reply.audio, label=reply.track)})
+        yield (history, gr.MultimodalTextbox(value=None, interactive=True), session,
+               gr.Dropdown(choices=[NO_EDIT, *session.tracks], value=NO_EDIT))
+    except (ValueError, OSError) as e:  # MediaError is a ValueError: bad input is the user's to fix
+        raise gr.Error(str(e)) from e

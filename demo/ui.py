@@ -1,0 +1,47 @@
+"""The Gradio Blocks layout: chat with inline media and tracks, a multimodal input box, creator controls."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import gradio as gr
+
+from demo.handlers import NO_EDIT, respond
+from demo.session import close_session
+from mumu.decoding import MUSIC_MODES
+from mumu.pipeline import MuMuPipeline
+
+SESSION_TTL_SECONDS = 3600
+
+
+def build_demo(pipeline: MuMuPipeline, banner: str | None = None) -> gr.Blocks:
+    """The whole UI around one shared pipeline; every piece of user state is per session."""
+    decoder = pipeline.config.decoder
+    with gr.Blocks(title="MuMu-LLaMA music assistant", delete_cache=(600, SESSION_TTL_SECONDS)) as demo:
+        gr.Markdown("## MuMu-LLaMA: chat about music, attach audio / images / video, get music back")
+        if banner:
+            gr.Markdown(f"**Note:** {banner}", elem_id="banner")
+        session = gr.State(None, time_to_live=SESSION_TTL_SECONDS, delete_callback=close_session)
+        chat = gr.Chatbot(label="Conversation", height=520)
+        box = gr.MultimodalTextbox(
+            file_types=["audio", "image", "video"], file_count="multiple", sources=["upload", "microphone"],
+            placeholder="Ask about the music, or ask for music (attach a track, photo or clip)...", autofocus=True,
+        )
+        with gr.Accordion("Music settings", open=False):
+            with gr.Row():
+                music = gr.Radio(list(MUSIC_MODES), value="auto", label="Music")
+                edit = gr.Dropdown([NO_EDIT], value=NO_EDIT, label="Edit a generated track")
+            with gr.Row():
+                duration = gr.Slider(1, decoder.max_duration, value=10, step=0.5, label="Duration (s)")
+                seed = gr.Number(0, precision=0, minimum=0, label="Seed")
+                random_seed = gr.Checkbox(False, label="Random seed")
+            with gr.Row():
+                guidance = gr.Slider(1, 10, value=3, step=0.5, label="Guidance")
+                temperature = gr.Slider(0, 2, value=0, step=0.05, label="Text temperature (0 = greedy)")
+                top_p = gr.Slider(0.05, 1, value=1, step=0.05, label="Text top-p")
+                steps = gr.Slider(5, 200, value=25, step=1, label="AudioLDM2 steps")
+        controls = [music, duration, seed, random_seed, guidance, temperature, top_p, steps, edit]
+        box.submit(partial(respond, pipeline), [box, chat, session, *controls], [chat, box, session, edit],
+                   api_name="chat", concurrency_limit=1)
+        gr.ClearButton([chat, box, session], value="Clear")  # a cleared chat starts a new conversation
+    return demo
