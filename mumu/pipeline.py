@@ -55,6 +55,7 @@ class Conversation:
     messages: list[Message] = field(default_factory=list)
     media: list[MediaItem] = field(default_factory=list)
     active: dict[str, str] = field(default_factory=dict)
+    turn_media: list[tuple[str, ...]] = field(default_factory=list)
     _counter: Any = field(default_factory=lambda: itertools.count(1), repr=False)
 
     def item(self, media_id: str, pending: tuple[MediaItem, ...] = ()) -> MediaItem:
@@ -204,6 +205,7 @@ class MuMuPipeline:
         if result.audio_hidden is not None:
             self._make_music(conv, reply, result.audio_hidden, options.sampling, source_item, text)
         conv.messages = [*messages, Message("assistant", reply.text, music=reply.audio is not None)]
+        conv.turn_media.append((*(item.id for item in new_items), *([reply.track] if reply.track else [])))
         timings["total"] = time.perf_counter() - start
         return reply
 
@@ -251,6 +253,22 @@ class MuMuPipeline:
         reply.timings["write"] = time.perf_counter() - tick
         conv.media.append(MediaItem(item_id, "music", path, file_digest(path), generated=True))
         reply.audio, reply.sample_rate, reply.track = str(path), audio.sample_rate, item_id
+
+    def undo(self, conv: Conversation) -> bool:
+        """Forget the last turn: its messages, the media it attached and the track it generated (file deleted)."""
+        if not conv.turn_media:
+            return False
+        dropped = set(conv.turn_media.pop())
+        conv.messages = conv.messages[:-2]
+        for item in conv.media:
+            if item.id in dropped and item.generated:
+                item.path.unlink(missing_ok=True)
+        conv.media = [item for item in conv.media if item.id not in dropped]
+        conv.active = {}
+        for item in conv.media:
+            if not item.generated:
+                conv.active[item.modality] = item.id
+        return True
 
     def stream(self, conv: Conversation, text: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Yield {'type': 'text', 'delta': str} as text is produced, then {'type': 'reply', 'reply': Reply}."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -211,3 +212,18 @@ def test_a_failed_turn_does_not_keep_its_attachments(pipeline, song):
     assert conv.media == [] and conv.active == {} and conv.messages == []
     pipeline.chat(conv, "hi", audio=song, options=_options())
     assert [m.id for m in conv.media] == ["music-2"] and conv.active == {"music": "music-2"}
+
+
+def test_undo_forgets_the_last_turn_and_its_files(pipeline, song, tmp_path):
+    conv = pipeline.new_conversation()
+    pipeline.chat(conv, "listen", audio=song, options=_options())
+    other = tmp_path / "other.wav"
+    sf.write(other, 0.2 * np.sin(2 * np.pi * 220 * np.arange(SR) / SR), SR)
+    reply = pipeline.chat(conv, "now this one, and make music", audio=other, options=_options("always"))
+    assert conv.active == {"music": "music-2"}
+    assert pipeline.undo(conv)
+    assert [m.text for m in conv.messages] == ["listen", conv.messages[1].text]
+    assert [m.id for m in conv.media] == ["music-1"] and conv.active == {"music": "music-1"}
+    assert not Path(reply.audio).exists()
+    assert pipeline.undo(conv) and conv.messages == [] and conv.media == []
+    assert not pipeline.undo(conv)
