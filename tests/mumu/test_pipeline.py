@@ -227,3 +227,21 @@ def test_undo_forgets_the_last_turn_and_its_files(pipeline, song, tmp_path):
     assert not Path(reply.audio).exists()
     assert pipeline.undo(conv) and conv.messages == [] and conv.media == []
     assert not pipeline.undo(conv)
+
+
+def test_closing_the_stream_cancels_the_turn(pipeline, song):
+    conv = pipeline.new_conversation()
+    before = threading.active_count()
+    events = pipeline.stream(conv, "describe", audio=song,
+                             options=ChatOptions(music="always", max_new_tokens=40))
+    assert next(events)["type"] == "text"
+    events.close()
+    for _ in range(200):  # the worker notices at its next token and ends
+        if threading.active_count() <= before:
+            break
+        threading.Event().wait(0.05)
+    assert threading.active_count() <= before
+    assert conv.messages == [] and conv.media == [] and conv.turn_media == []
+    assert not conv.out_dir.exists() or not list(conv.out_dir.glob("*.wav"))
+    reply = pipeline.chat(conv, "describe", audio=song, options=_options())  # still usable afterwards
+    assert reply.text is not None and len(conv.messages) == 2
