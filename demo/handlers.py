@@ -40,6 +40,7 @@ def respond(
                                     steps=int(steps))
         options = ChatOptions(music=music, temperature=float(temperature), top_p=float(top_p), sampling=sampling)
         edit_id = edit if edit and edit != NO_EDIT else None
+        mark = len(history)
         history = [*history, *({"role": "user", "content": {"path": p}} for p in files.values()),
                    {"role": "user", "content": text}, {"role": "assistant", "content": ""}]
         stream = pipeline.stream(session.conversation, text, audio=files.get("audio"), image=files.get("image"),
@@ -56,7 +57,36 @@ def respond(
                 if reply.audio:
                     session.tracks.append(reply.track)
                     history.append({"role": "assistant", "content": gr.Audio(reply.audio, label=reply.track)})
-        yield (history, gr.MultimodalTextbox(value=None, interactive=True), session,
-               gr.Dropdown(choices=[NO_EDIT, *session.tracks], value=NO_EDIT))
+                session.marks.append(mark)
+                session.sent.append(message)
+        yield history, gr.MultimodalTextbox(value=None, interactive=True), session, _track_choices(session)
     except (ValueError, OSError) as e:  # MediaError is a ValueError: bad input is the user's to fix
         raise gr.Error(str(e)) from e
+
+
+def _track_choices(session: Session) -> Any:
+    return gr.Dropdown(choices=[NO_EDIT, *session.tracks], value=NO_EDIT)
+
+
+def undo(pipeline: MuMuPipeline, history: list[dict[str, Any]], session: Session | None):
+    """Remove the last completed turn from the chat and from the conversation (its track is deleted)."""
+    if session is None or not session.marks or not pipeline.undo(session.conversation):
+        return history, session, gr.skip()
+    known = {item.id for item in session.conversation.media}
+    session.tracks = [t for t in session.tracks if t in known]
+    session.sent.pop()
+    return history[: session.marks.pop()], session, _track_choices(session)
+
+
+def retry(pipeline: MuMuPipeline, history: list[dict[str, Any]], session: Session | None, *controls: Any):
+    """Regenerate the last turn: undo it and send its message again (with the current settings)."""
+    if session is None or not session.sent:
+        raise gr.Error("nothing to retry yet")
+    message = session.sent[-1]
+    history, session, _ = undo(pipeline, history, session)
+    yield from respond(pipeline, message, history, session, *controls)
+
+
+def unlock_input() -> Any:
+    """Give the input box back after a stopped turn."""
+    return gr.MultimodalTextbox(interactive=True)

@@ -14,6 +14,8 @@ class Session:
 
     conversation: Conversation
     tracks: list[str] = field(default_factory=list)
+    marks: list[int] = field(default_factory=list)  # chat length before each completed turn, for undo
+    sent: list[dict] = field(default_factory=list)  # each completed turn's message, for retry
 
 
 def new_session(pipeline: MuMuPipeline) -> Session:

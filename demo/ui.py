@@ -6,7 +6,7 @@ from functools import partial
 
 import gradio as gr
 
-from demo.handlers import NO_EDIT, respond
+from demo.handlers import NO_EDIT, respond, retry, undo, unlock_input
 from demo.session import close_session
 from mumu.decoding import MUSIC_MODES
 from mumu.pipeline import MuMuPipeline
@@ -41,7 +41,17 @@ def build_demo(pipeline: MuMuPipeline, banner: str | None = None) -> gr.Blocks:
                 top_p = gr.Slider(0.05, 1, value=1, step=0.05, label="Text top-p")
                 steps = gr.Slider(5, 200, value=25, step=1, label="AudioLDM2 steps")
         controls = [music, duration, seed, random_seed, guidance, temperature, top_p, steps, edit]
-        box.submit(partial(respond, pipeline), [box, chat, session, *controls], [chat, box, session, edit],
-                   api_name="chat", concurrency_limit=1)
-        gr.ClearButton([chat, box, session], value="Clear")  # a cleared chat starts a new conversation
+        with gr.Row():
+            stop_button = gr.Button("Stop", variant="stop")
+            retry_button = gr.Button("Retry")
+            undo_button = gr.Button("Undo")
+            gr.ClearButton([chat, box, session], value="Clear")  # a cleared chat starts a new conversation
+        outputs = [chat, box, session, edit]
+        sent = box.submit(partial(respond, pipeline), [box, chat, session, *controls], outputs, api_name="chat",
+                          concurrency_limit=1)
+        again = retry_button.click(partial(retry, pipeline), [chat, session, *controls], outputs, api_name="retry",
+                                   concurrency_limit=1)
+        undo_button.click(partial(undo, pipeline), [chat, session], [chat, session, edit], api_name="undo")
+        # Cancelling closes the handler's generator, which stops the turn inside the pipeline as well.
+        stop_button.click(unlock_input, None, box, cancels=[sent, again], api_name=False)
     return demo

@@ -107,3 +107,35 @@ def test_bad_media_is_a_clear_error_and_the_server_keeps_serving(server, tmp_pat
         _ask(client, "what is this", [fake])
     history, _, _ = _ask(client, "and this one", [song])
     assert any(p.get("component") == "audio" for p in _parts(history, "assistant"))
+
+
+def test_undo_and_retry_through_the_api(server, monkeypatch):
+    url, pipeline = server
+    convs = []
+    real = pipeline.stream
+
+    def spy(conv, text, **kwargs):
+        convs.append(conv)
+        return real(conv, text, **kwargs)
+
+    monkeypatch.setattr(pipeline, "stream", spy)
+    client = Client(url, verbose=False)
+    _ask(client, "first")
+    history, _, _ = _ask(client, "second, with music")
+    conv = convs[-1]
+    assert convs[0] is conv
+    track = conv.media[-1]
+    assert [m.text for m in conv.messages][::2] == ["first", "second, with music"]
+    assert track.generated and track.path.exists()
+    assert any(p.get("component") == "audio" for p in _parts(history, "assistant"))
+    client.predict([], api_name="/undo")  # API callers keep their own history, as with /chat
+    assert [m.text for m in conv.messages][::2] == ["first"]
+    assert not track.path.exists()
+    # Retry regenerates the last remaining turn ("first"), with the settings given now (music always).
+    again, _, _ = client.predict([], "always", 1.0, 0, False, 3, 0, 1, 25, "(none)", api_name="/retry")
+    assert [m.text for m in conv.messages][::2] == ["first"]
+    assert conv.messages[-1].music
+    assert any(p.get("component") == "audio" for p in _parts(again, "assistant"))
+    client.predict([], api_name="/undo")
+    with pytest.raises(AppError, match="nothing to retry yet"):
+        client.predict([], "always", 1.0, 0, False, 3, 0, 1, 25, "(none)", api_name="/retry")
