@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
+from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
@@ -12,6 +15,31 @@ from mumu.decoding import MUSIC_MODES
 from mumu.pipeline import MuMuPipeline
 
 SESSION_TTL_SECONDS = 3600
+EXAMPLES = Path(__file__).parent / "examples"
+EXAMPLE_MESSAGES = [
+    {"text": "What instruments do you hear, and what is the mood?", "files": [str(EXAMPLES / "piano.wav")]},
+    {"text": "Make a slower, dreamier version of this.", "files": [str(EXAMPLES / "piano.wav")]},
+    {"text": "Compose music for this photo.", "files": [str(EXAMPLES / "sunset.png")]},
+    {"text": "Score this clip with upbeat music.", "files": [str(EXAMPLES / "clip.mp4")]},
+]
+
+
+def on_gpu(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """On Hugging Face ZeroGPU, run fn with a GPU attached (spaces.GPU); elsewhere fn unchanged."""
+    try:
+        import spaces
+    except ImportError:
+        return fn
+    return spaces.GPU(duration=120)(fn)
+
+
+def _bound(handler: Callable[..., Any], pipeline: MuMuPipeline) -> Callable[..., Any]:
+    # A named function, not a functools.partial: spaces.GPU and Gradio's API description read its metadata.
+    def run(*args: Any) -> Any:
+        yield from handler(pipeline, *args)
+
+    run.__name__ = handler.__name__
+    return run
 
 
 def build_demo(pipeline: MuMuPipeline, banner: str | None = None) -> gr.Blocks:
@@ -40,6 +68,7 @@ def build_demo(pipeline: MuMuPipeline, banner: str | None = None) -> gr.Blocks:
                 temperature = gr.Slider(0, 2, value=0, step=0.05, label="Text temperature (0 = greedy)")
                 top_p = gr.Slider(0.05, 1, value=1, step=0.05, label="Text top-p")
                 steps = gr.Slider(5, 200, value=25, step=1, label="AudioLDM2 steps")
+        gr.Examples([[m] for m in EXAMPLE_MESSAGES], inputs=[box], label="Try one (fills the input box)")
         controls = [music, duration, seed, random_seed, guidance, temperature, top_p, steps, edit]
         with gr.Row():
             stop_button = gr.Button("Stop", variant="stop")
@@ -47,10 +76,10 @@ def build_demo(pipeline: MuMuPipeline, banner: str | None = None) -> gr.Blocks:
             undo_button = gr.Button("Undo")
             gr.ClearButton([chat, box, session], value="Clear")  # a cleared chat starts a new conversation
         outputs = [chat, box, session, edit]
-        sent = box.submit(partial(respond, pipeline), [box, chat, session, *controls], outputs, api_name="chat",
-                          concurrency_limit=1)
-        again = retry_button.click(partial(retry, pipeline), [chat, session, *controls], outputs, api_name="retry",
-                                   concurrency_limit=1)
+        sent = box.submit(on_gpu(_bound(respond, pipeline)), [box, chat, session, *controls], outputs,
+                          api_name="chat", concurrency_limit=1)
+        again = retry_button.click(on_gpu(_bound(retry, pipeline)), [chat, session, *controls], outputs,
+                                   api_name="retry", concurrency_limit=1)
         undo_button.click(partial(undo, pipeline), [chat, session], [chat, session, edit], api_name="undo")
         # Cancelling closes the handler's generator, which stops the turn inside the pipeline as well.
         stop_button.click(unlock_input, None, box, cancels=[sent, again], api_name=False)
