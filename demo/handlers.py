@@ -28,7 +28,7 @@ def _files(message: dict[str, Any]) -> dict[str, str]:
 def respond(
     pipeline: MuMuPipeline, message: dict[str, Any], history: list[dict[str, Any]], session: Session | None,
     music: str, duration: float, seed: float, random_seed: bool, guidance: float, temperature: float, top_p: float,
-    steps: float, edit: str | None,
+    steps: float, edit: str | None, fit_video: bool = True,
 ) -> Iterator[tuple[list[dict[str, Any]], Any, Session, Any]]:
     """Stream one assistant turn into the chat; errors become a visible message, the server keeps serving."""
     session = session or new_session(pipeline)
@@ -38,7 +38,8 @@ def respond(
         seed = random.randrange(2**31) if random_seed else int(seed)
         sampling = SamplingSettings(duration=float(duration), seed=seed, guidance_scale=float(guidance),
                                     steps=int(steps))
-        options = ChatOptions(music=music, temperature=float(temperature), top_p=float(top_p), sampling=sampling)
+        options = ChatOptions(music=music, fit_video=bool(fit_video), temperature=float(temperature),
+                              top_p=float(top_p), sampling=sampling)
         edit_id = edit if edit and edit != NO_EDIT else None
         mark = len(history)
         history = [*history, *({"role": "user", "content": {"path": p}} for p in files.values()),
@@ -57,6 +58,8 @@ def respond(
                 if reply.audio:
                     session.tracks.append(reply.track)
                     history.append({"role": "assistant", "content": gr.Audio(reply.audio, label=reply.track)})
+                if reply.video:
+                    history.append({"role": "assistant", "content": gr.Video(reply.video, label="your clip with it")})
                 session.marks.append(mark)
                 session.sent.append(message)
         yield history, gr.MultimodalTextbox(value=None, interactive=True), session, _track_choices(session)

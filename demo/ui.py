@@ -63,13 +63,14 @@ def build_demo(pipeline: MuMuPipeline, banner: str | None = None) -> gr.Blocks:
                 duration = gr.Slider(1, decoder.max_duration, value=10, step=0.5, label="Duration (s)")
                 seed = gr.Number(0, precision=0, minimum=0, label="Seed")
                 random_seed = gr.Checkbox(False, label="Random seed")
+                fit_video = gr.Checkbox(True, label="Match a video's length")
             with gr.Row():
                 guidance = gr.Slider(1, 10, value=3, step=0.5, label="Guidance")
                 temperature = gr.Slider(0, 2, value=0, step=0.05, label="Text temperature (0 = greedy)")
                 top_p = gr.Slider(0.05, 1, value=1, step=0.05, label="Text top-p")
                 steps = gr.Slider(5, 200, value=25, step=1, label="AudioLDM2 steps")
         gr.Examples([[m] for m in EXAMPLE_MESSAGES], inputs=[box], label="Try one (fills the input box)")
-        controls = [music, duration, seed, random_seed, guidance, temperature, top_p, steps, edit]
+        controls = [music, duration, seed, random_seed, guidance, temperature, top_p, steps, edit, fit_video]
         with gr.Row():
             stop_button = gr.Button("Stop", variant="stop")
             retry_button = gr.Button("Retry")

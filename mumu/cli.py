@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--image", type=Path)
     chat.add_argument("--video", type=Path)
     chat.add_argument("--music", choices=MUSIC_MODES, default="auto")
-    chat.add_argument("--duration", type=float, default=10.0, help="seconds of music")
+    chat.add_argument("--duration", type=float, help="seconds of music (default: the video's length, else 10)")
     chat.add_argument("--seed", type=int, default=0)
     chat.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     chat.add_argument("--top-p", type=float, default=1.0)
@@ -85,8 +85,9 @@ def _chat(args: argparse.Namespace) -> dict:
         pipeline = MuMuPipeline.from_pretrained(args.checkpoint, out_dir=args.out_dir)
     else:
         pipeline = MuMuPipeline.from_profile(args.profile, decoder=args.decoder, out_dir=args.out_dir)
-    options = ChatOptions(music=args.music, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                          top_p=args.top_p, sampling=SamplingSettings(duration=args.duration, seed=args.seed))
+    sampling = SamplingSettings(duration=10.0 if args.duration is None else args.duration, seed=args.seed)
+    options = ChatOptions(music=args.music, fit_video=args.duration is None, max_new_tokens=args.max_new_tokens,
+                          temperature=args.temperature, top_p=args.top_p, sampling=sampling)
     conv = pipeline.new_conversation()
     print("thinking...", file=sys.stderr, flush=True)
     reply = pipeline.chat(conv, args.text, audio=args.audio, image=args.image, video=args.video, options=options)

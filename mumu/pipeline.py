@@ -8,7 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,12 @@ from adapters.audio_io import load_audio, load_audio_native
 from adapters.errors import MediaError
 from adapters.image_io import load_image
 from adapters.media import accepted, detect_kind
-from adapters.video_io import load_video_frames
+from adapters.video_io import load_video_frames, video_duration
 from generation.audio_out import write_audio
 from generation.config import SamplingSettings
 from generation.factory import build_decoder
 from generation.interface import Conditioning, EditSource, MusicDecoder
+from generation.mux import mux_music
 from mumu.builder import build_model
 from mumu.checkpoint import from_pretrained as load_checkpoint
 from mumu.decoding import MUSIC_MODES, GenerationSettings, generate
@@ -76,9 +77,13 @@ class Conversation:
 
 @dataclass
 class ChatOptions:
-    """Per-turn controls: music mode, text sampling, and the decoder's settings (duration, seed, guidance...)."""
+    """Per-turn controls: music mode, text sampling, and the decoder's settings (duration, seed, guidance...).
+
+    fit_video: with a video active, the music lasts as long as the clip (capped at the decoder's maximum).
+    """
 
     music: str = "auto"
+    fit_video: bool = False
     max_new_tokens: int | None = None
     temperature: float = 0.0
     top_p: float = 1.0
@@ -93,6 +98,7 @@ class Reply:
     audio: str | None = None
     sample_rate: int | None = None
     track: str | None = None
+    video: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     dropped_turns: int = 0
     notes: list[str] = field(default_factory=list)
@@ -204,10 +210,22 @@ class MuMuPipeline:
         timings["llm"] = time.perf_counter() - tick
         reply.text = result.text
         if result.audio_hidden is not None:
-            self._make_music(conv, reply, result.audio_hidden, options.sampling, source_item, text)
+            video_item = conv.item(active["video"], new_items) if "video" in active else None
+            sampling = options.sampling
+            if video_item is not None and options.fit_video:
+                seconds = min(video_duration(video_item.path), self.config.decoder.max_duration)
+                sampling = replace(sampling, duration=round(seconds, 3))
+            self._make_music(conv, reply, result.audio_hidden, sampling, source_item, text)
+            if video_item is not None:
+                tick = time.perf_counter()
+                wav, rate = load_audio_native(Path(reply.audio))
+                reply.video = str(mux_music(video_item.path, wav, rate, Path(reply.audio).with_suffix(".mp4")))
+                timings["mux"] = time.perf_counter() - tick
         if stop is not None and stop.is_set():
             if reply.audio:
                 Path(reply.audio).unlink(missing_ok=True)
+                if reply.video:
+                    Path(reply.video).unlink(missing_ok=True)
                 conv.media = [item for item in conv.media if item.id != reply.track]
             raise Cancelled("the turn was stopped")
         conv.media.extend(new_items)
@@ -271,6 +289,7 @@ class MuMuPipeline:
         for item in conv.media:
             if item.id in dropped and item.generated:
                 item.path.unlink(missing_ok=True)
+                item.path.with_suffix(".mp4").unlink(missing_ok=True)
         conv.media = [item for item in conv.media if item.id not in dropped]
         conv.active = {}
         for item in conv.media:

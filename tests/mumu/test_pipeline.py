@@ -245,3 +245,16 @@ def test_closing_the_stream_cancels_the_turn(pipeline, song):
     assert not conv.out_dir.exists() or not list(conv.out_dir.glob("*.wav"))
     reply = pipeline.chat(conv, "describe", audio=song, options=_options())  # still usable afterwards
     assert reply.text is not None and len(conv.messages) == 2
+
+
+def test_music_for_a_video_matches_its_length_and_comes_muxed(pipeline):
+    import av
+
+    conv = pipeline.new_conversation()
+    reply = pipeline.chat(conv, "score this clip", video="demo/examples/clip.mp4",
+                          options=ChatOptions(music="always", fit_video=True, max_new_tokens=8))
+    assert sf.info(reply.audio).duration == pytest.approx(2.0, abs=0.01)
+    with av.open(reply.video) as muxed:
+        assert [s.type for s in muxed.streams] == ["video", "audio"]
+    assert pipeline.undo(conv)
+    assert not Path(reply.video).exists()
