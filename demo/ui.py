@@ -50,9 +50,10 @@ def build_demo(pipeline: MuMuPipeline, banner: str | None = None) -> gr.Blocks:
         if banner:
             gr.Markdown(f"**Note:** {banner}", elem_id="banner")
         session = gr.State(None, time_to_live=SESSION_TTL_SECONDS, delete_callback=close_session)
-        chat = gr.Chatbot(label="Conversation", height=520)
+        chat = gr.Chatbot(label="Conversation", height=520, elem_id="chatbot")
         box = gr.MultimodalTextbox(
             file_types=["audio", "image", "video"], file_count="multiple", sources=["upload", "microphone"],
+            show_label=False,
             placeholder="Ask about the music, or ask for music (attach a track, photo or clip)...", autofocus=True,
         )
         with gr.Accordion("Music settings", open=False):

@@ -1,0 +1,62 @@
+"""A real browser (Debian's Chromium driven by Playwright) uses the demo: attach audio, send, get a player back."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+CHROMIUM = shutil.which("chromium")
+playwright = pytest.importorskip("playwright.sync_api", reason="browser test needs playwright (see .ci/run)")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason="browser test needs Debian's chromium")]
+# Flags as the workplace probe uses them: no sandbox as root, and no background traffic on a closed network.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def url():
+    from app import build_app
+
+    demo, _ = build_app("tiny")
+    port = _free_port()
+    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+def test_attach_audio_send_and_find_a_player(url, tmp_path):
+    song = tmp_path / "song.wav"
+    sf.write(song, 0.3 * np.sin(2 * np.pi * 330 * np.arange(16000) / 16000), 16000)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 1000})
+        page.goto(url)
+        page.wait_for_selector("#banner", timeout=30_000)
+        page.get_by_text("Music settings").click()
+        page.get_by_label("always").check()
+        page.locator("input[type=file]").first.set_input_files(str(song))
+        page.locator("textarea").first.fill("Make a calm piano piece in this style")
+        page.locator("textarea").first.press("Enter")
+        # The assistant's generated track, as a player inside a bot message (the user's own upload is in a user row).
+        page.wait_for_selector("#chatbot .bot-row [data-testid^='waveform-track']", timeout=120_000)
+        assert page.locator("#chatbot .user-row [data-testid^='waveform']").count() == 1
+        assert "Make a calm piano piece" in page.locator("#chatbot .user-row").last.inner_text()
+        shot = tmp_path / "demo.png"
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert shot.stat().st_size > 10_000
+    if target := os.environ.get("MUMU_SCREENSHOT_TO"):  # how the README's screenshot is made
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, target)
