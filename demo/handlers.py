@@ -11,6 +11,7 @@ import gradio as gr
 from adapters.media import detect_kind
 from demo.session import Session, new_session
 from generation.config import SamplingSettings
+from generation.edits import EditPlan, parse_trim
 from mumu.pipeline import ChatOptions, MuMuPipeline
 
 NO_EDIT = "(none)"
@@ -93,3 +94,24 @@ def retry(pipeline: MuMuPipeline, history: list[dict[str, Any]], session: Sessio
 def unlock_input() -> Any:
     """Give the input box back after a stopped turn."""
     return gr.MultimodalTextbox(interactive=True)
+
+
+def edit_exactly(
+    pipeline: MuMuPipeline, history: list[dict[str, Any]], session: Session | None, track: str | None,
+    tempo: float, semitones: float, trim: str, fade_in: float, fade_out: float, loop: float, loudness: float | None,
+):
+    """Apply exact edits (signal operations, no model) to a generated track; the result joins the chat."""
+    if session is None or not track or track == NO_EDIT:
+        raise gr.Error("choose a generated track to edit first")
+    try:
+        start, end = parse_trim(trim) if trim and trim.strip() else (0.0, None)
+        plan = EditPlan(tempo=float(tempo), semitones=float(semitones), trim_start=start, trim_end=end,
+                        fade_in=float(fade_in), fade_out=float(fade_out), loop=int(loop),
+                        loudness_lufs=None if loudness is None else float(loudness))
+        item = pipeline.edit_track(session.conversation, track, plan)
+    except (ValueError, OSError) as e:
+        raise gr.Error(str(e)) from e
+    session.tracks.append(item.id)
+    note = {"role": "assistant", "content": f"Exact edit of {track}: {item.id}"}
+    history = [*history, note, {"role": "assistant", "content": gr.Audio(str(item.path), label=item.id)}]
+    return history, session, _track_choices(session)

@@ -9,7 +9,7 @@ from typing import Any
 
 import gradio as gr
 
-from demo.handlers import NO_EDIT, respond, retry, undo, unlock_input
+from demo.handlers import NO_EDIT, edit_exactly, respond, retry, undo, unlock_input
 from demo.session import close_session
 from mumu.decoding import MUSIC_MODES
 from mumu.pipeline import MuMuPipeline
@@ -70,6 +70,18 @@ def build_demo(pipeline: MuMuPipeline, banner: str | None = None) -> gr.Blocks:
                 temperature = gr.Slider(0, 2, value=0, step=0.05, label="Text temperature (0 = greedy)")
                 top_p = gr.Slider(0.05, 1, value=1, step=0.05, label="Text top-p")
                 steps = gr.Slider(5, 200, value=25, step=1, label="AudioLDM2 steps")
+        with gr.Accordion("Exact edits of the chosen track (no model: tempo, pitch, trim, fades, loop, loudness)",
+                          open=False):
+            with gr.Row():
+                tempo = gr.Slider(0.5, 2, value=1, step=0.05, label="Tempo x")
+                semitones = gr.Slider(-12, 12, value=0, step=1, label="Semitones")
+                trim = gr.Textbox(label="Trim START:END (s or m:ss)", placeholder="e.g. 0:8")
+            with gr.Row():
+                fade_in = gr.Slider(0, 10, value=0, step=0.1, label="Fade in (s)")
+                fade_out = gr.Slider(0, 10, value=0, step=0.1, label="Fade out (s)")
+                loop = gr.Slider(1, 16, value=1, step=1, label="Loop x")
+                loudness = gr.Number(None, label="Loudness (LUFS, empty = keep)")
+            apply_edit = gr.Button("Apply exact edits")
         gr.Examples([[m] for m in EXAMPLE_MESSAGES], inputs=[box], label="Try one (fills the input box)")
         controls = [music, duration, seed, random_seed, guidance, temperature, top_p, steps, edit, fit_video]
         with gr.Row():
@@ -83,6 +95,9 @@ def build_demo(pipeline: MuMuPipeline, banner: str | None = None) -> gr.Blocks:
         again = retry_button.click(on_gpu(_bound(retry, pipeline)), [chat, session, *controls], outputs,
                                    api_name="retry", concurrency_limit=1)
         undo_button.click(partial(undo, pipeline), [chat, session], [chat, session, edit], api_name="undo")
+        apply_edit.click(partial(edit_exactly, pipeline),
+                         [chat, session, edit, tempo, semitones, trim, fade_in, fade_out, loop, loudness],
+                         [chat, session, edit], api_name="edit")
         # Cancelling closes the handler's generator, which stops the turn inside the pipeline as well.
         stop_button.click(unlock_input, None, box, cancels=[sent, again], api_name=False)
     return demo

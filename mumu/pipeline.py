@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import queue
 import threading
 import time
@@ -21,6 +22,7 @@ from adapters.media import accepted, detect_kind
 from adapters.video_io import load_video_frames, video_duration
 from generation.audio_out import write_audio
 from generation.config import SamplingSettings
+from generation.edits import EditPlan
 from generation.factory import build_decoder
 from generation.interface import Conditioning, EditSource, MusicDecoder
 from generation.mux import mux_music
@@ -279,6 +281,21 @@ class MuMuPipeline:
         reply.timings["write"] = time.perf_counter() - tick
         conv.media.append(MediaItem(item_id, "music", path, file_digest(path), generated=True))
         reply.audio, reply.sample_rate, reply.track = str(path), audio.sample_rate, item_id
+
+    def edit_track(self, conv: Conversation, media_id: str, plan: EditPlan) -> MediaItem:
+        """Apply exact signal edits to a track of the conversation; the result is a new track of its own."""
+        source = conv.item(media_id)
+        if source.modality != "music":
+            raise ValueError(f"{media_id!r} is {source.modality}, not a track")
+        wav, rate = load_audio_native(source.path, self.config.limits, mono=False)
+        edited = plan.apply(wav, rate)
+        item_id = conv._new_id("music", True)
+        conv.out_dir.mkdir(parents=True, exist_ok=True)
+        path = write_audio(conv.out_dir / f"{item_id}.wav", edited, rate, loudness_lufs=None,
+                           metadata={"source": source.id, "edit": json.dumps(plan.__dict__)})
+        item = MediaItem(item_id, "music", path, file_digest(path), generated=True)
+        conv.media.append(item)
+        return item
 
     def undo(self, conv: Conversation) -> bool:
         """Forget the last turn: its messages, the media it attached and the track it generated (file deleted)."""

@@ -139,3 +139,18 @@ def test_undo_and_retry_through_the_api(server, monkeypatch):
     client.predict([], api_name="/undo")
     with pytest.raises(AppError, match="nothing to retry yet"):
         client.predict([], "always", 1.0, 0, False, 3, 0, 1, 25, "(none)", api_name="/retry")
+
+
+def test_exact_edit_controls_through_the_api(server):
+    url, _ = server
+    client = Client(url, verbose=False)
+    _, _, edit = _ask(client, "music please")
+    track = edit["choices"][-1][0]
+    edited, choices = client.predict([], track, 1.25, 0, "", 0, 0.2, 2, None, api_name="/edit")
+    (player,) = [p for p in _parts(edited, "assistant") if p.get("component") == "audio"]
+    assert sf.info(player["value"]).duration == pytest.approx(2 * 1.0 / 1.25, rel=0.05)
+    assert len(choices["choices"]) == 3  # (none), the generated track, the edited one
+    with pytest.raises(AppError, match=r"trim start=5\.0, end=9\.0 is out of range"):
+        client.predict([], track, 1, 0, "5:9", 0, 0, 1, None, api_name="/edit")
+    with pytest.raises(AppError, match="choose a generated track"):
+        client.predict([], "(none)", 1, 0, "", 0, 0, 1, None, api_name="/edit")

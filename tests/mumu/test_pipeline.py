@@ -258,3 +258,21 @@ def test_music_for_a_video_matches_its_length_and_comes_muxed(pipeline):
         assert [s.type for s in muxed.streams] == ["video", "audio"]
     assert pipeline.undo(conv)
     assert not Path(reply.video).exists()
+
+
+def test_exact_edits_of_a_track_become_a_new_track(pipeline, song):
+    from generation.edits import EditPlan
+
+    conv = pipeline.new_conversation()
+    pipeline.chat(conv, "listen", audio=song, options=_options())
+    reply = pipeline.chat(conv, "music", options=_options("always"))
+    item = pipeline.edit_track(conv, reply.track, EditPlan(tempo=1.5, loop=2))
+    assert item.generated and item.id != reply.track
+    source_seconds = sf.info(reply.audio).duration
+    assert sf.info(item.path).duration == pytest.approx(2 * source_seconds / 1.5, rel=0.1)
+    uploaded = pipeline.edit_track(conv, "music-1", EditPlan(semitones=2))  # an upload is edited like any track
+    assert sf.info(uploaded.path).duration == pytest.approx(1.0, abs=0.01)
+    with pytest.raises(ValueError, match=r"tempo=9 is out of range: expected a value in \[0.25, 4\]"):
+        pipeline.edit_track(conv, "music-1", EditPlan(tempo=9))
+    with pytest.raises(ValueError, match="no media 'track-9'"):
+        pipeline.edit_track(conv, "track-9", EditPlan())
