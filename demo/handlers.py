@@ -15,6 +15,7 @@ from generation.edits import EditPlan, parse_trim
 from mumu.pipeline import ChatOptions, MuMuPipeline
 
 NO_EDIT = "(none)"
+MAKING_MUSIC = "_generating music..._"
 
 
 def _files(message: dict[str, Any]) -> dict[str, str]:
@@ -51,8 +52,12 @@ def respond(
             if event["type"] == "text":
                 history[-1]["content"] += event["delta"]
                 yield history, gr.MultimodalTextbox(value=None, interactive=False), session, gr.skip()
+            elif event["type"] == "status":
+                history.append({"role": "assistant", "content": MAKING_MUSIC})
+                yield history, gr.MultimodalTextbox(value=None, interactive=False), session, gr.skip()
             else:
                 reply = event["reply"]
+                history = [m for m in history if m["content"] != MAKING_MUSIC]
                 history[-1]["content"] = reply.text or "(no text)"
                 for note in reply.notes:
                     history.append({"role": "assistant", "content": f"_{note}_"})

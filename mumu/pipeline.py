@@ -172,6 +172,7 @@ class MuMuPipeline:
         self, conv: Conversation, text: str, *, audio: str | Path | None = None, image: str | Path | None = None,
         video: str | Path | None = None, use: dict[str, str] | None = None, edit: str | None = None,
         options: ChatOptions | None = None, on_text: Any = None, stop: threading.Event | None = None,
+        on_stage: Any = None,
     ) -> Reply:
         """Answer one user turn. `use` picks earlier media by id; `edit` names a track to edit; `stop` cancels."""
         options = options or ChatOptions()
@@ -217,6 +218,8 @@ class MuMuPipeline:
             if video_item is not None and options.fit_video:
                 seconds = min(video_duration(video_item.path), self.config.decoder.max_duration)
                 sampling = replace(sampling, duration=round(seconds, 3))
+            if on_stage is not None:
+                on_stage("music")
             self._make_music(conv, reply, result.audio_hidden, sampling, source_item, text)
             if video_item is not None:
                 tick = time.perf_counter()
@@ -315,7 +318,8 @@ class MuMuPipeline:
         return True
 
     def stream(self, conv: Conversation, text: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        """Yield {'type': 'text', 'delta': str} as text is produced, then {'type': 'reply', 'reply': Reply}.
+        """Yield {'type': 'text', 'delta': str} as text is produced, {'type': 'status', 'stage': 'music'} when the
+        music decoder starts, then {'type': 'reply', 'reply': Reply}.
 
         Closing the generator early (a Stop button) cancels the turn: the conversation stays as it was.
         """
@@ -325,7 +329,9 @@ class MuMuPipeline:
 
         def run() -> None:
             try:
-                outcome["reply"] = self.chat(conv, text, on_text=events.put, stop=stop, **kwargs)
+                outcome["reply"] = self.chat(
+                    conv, text, on_text=lambda delta: events.put({"type": "text", "delta": delta}), stop=stop,
+                    on_stage=lambda stage: events.put({"type": "status", "stage": stage}), **kwargs)
             except Exception as e:  # noqa: BLE001 -- not swallowed: re-raised in the caller's thread below
                 outcome["error"] = e
             finally:
@@ -334,8 +340,8 @@ class MuMuPipeline:
         worker = threading.Thread(target=run, daemon=True)
         worker.start()
         try:
-            while (delta := events.get()) is not None:
-                yield {"type": "text", "delta": delta}
+            while (event := events.get()) is not None:
+                yield event
         finally:
             if worker.is_alive():
                 stop.set()

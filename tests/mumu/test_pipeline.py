@@ -110,8 +110,11 @@ def test_stream_yields_text_then_the_reply(pipeline):
     assert events[-1]["type"] == "reply"
     reply = events[-1]["reply"]
     assert reply.audio is not None
-    streamed = "".join(e["delta"] for e in events[:-1])
+    streamed = "".join(e["delta"] for e in events if e["type"] == "text")
     assert streamed.strip() == reply.text
+    kinds = [e["type"] for e in events]
+    assert kinds.count("status") == 1 and kinds.index("status") > kinds.index("text")  # text first, then music
+    assert events[kinds.index("status")]["stage"] == "music"
 
 
 def test_concurrent_conversations_get_their_own_answers_and_files(pipeline):
