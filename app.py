@@ -35,6 +35,12 @@ def build_app(profile: str = "auto", decoder: str = "musicgen") -> tuple[gr.Bloc
     return build_demo(pipeline, banner), pipeline
 
 
+def serve(demo: gr.Blocks, host: str, port: int, block: bool = True) -> None:
+    """Launch with the demo's queue limits; never a public share link."""
+    demo.queue(default_concurrency_limit=1, max_size=32).launch(
+        server_name=host, server_port=port, share=False, prevent_thread_lock=not block, quiet=not block)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and serve until interrupted."""
     parser = argparse.ArgumentParser(description="MuMu-LLaMA multimodal music assistant (web demo)")
@@ -45,8 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     args = parser.parse_args(argv)
     demo, _ = build_app(args.profile, args.decoder)
-    demo.queue(default_concurrency_limit=1, max_size=32).launch(server_name=args.host, server_port=args.port,
-                                                                share=False)
+    serve(demo, args.host, args.port)
     return 0
 
 

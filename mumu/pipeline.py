@@ -223,6 +223,7 @@ class MuMuPipeline:
             self._make_music(conv, reply, result.audio_hidden, sampling, source_item, text)
             if video_item is not None:
                 tick = time.perf_counter()
+                # Read back the written file (loudness-normalised): the clip carries exactly the delivered track.
                 wav, rate = load_audio_native(Path(reply.audio))
                 reply.video = str(mux_music(video_item.path, wav, rate, Path(reply.audio).with_suffix(".mp4")))
                 timings["mux"] = time.perf_counter() - tick

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import urllib.error
 import urllib.request
 
@@ -12,23 +11,13 @@ import soundfile as sf
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from app import build_app
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.serving import running_app
 
 
 @pytest.fixture(scope="module")
 def server():
-    demo, pipeline = build_app("auto")
-    port = _free_port()
-    demo.queue(default_concurrency_limit=1, max_size=32).launch(
-        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, share=False)
-    yield f"http://127.0.0.1:{port}/", pipeline
-    demo.close()
+    with running_app("auto") as running:
+        yield running
 
 
 @pytest.fixture
