@@ -1,0 +1,1 @@
+"""Training data: readers and validators for the published dataset formats."""
