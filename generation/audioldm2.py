@@ -342,6 +342,26 @@ class AudioLDM2Decoder(MusicDecoder):
                       negative_generated_prompt_embeds=neg_ge)
         return kwargs
 
+    def text_targets(self, captions: list[str]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The pipeline's own encode_prompt: T5 states with their mask, and the 8 GPT-2 states generated from them."""
+        if not self._has_tokenizers():
+            raise ValueError("text targets need the pipeline's tokenizers: set DecoderConfig.tokenizer or a source")
+        pipe, embeds, masks = self.pipe, {}, {}
+        with torch.inference_mode():
+            # one caption at a time: encode_prompt pads T5 to the batch's longest caption, the GPT-2 pass then
+            # reads the padding too, so batching would change a caption's generated states
+            for caption in captions:
+                pe, mask, ge = pipe.encode_prompt(caption, pipe._execution_device, 1, False,
+                                                  transcription=self._transcription(caption),
+                                                  max_new_tokens=self.lm_tokens)
+                embeds.setdefault("prompt_embeds", []).append(pe[0].float())
+                masks.setdefault("prompt_embeds", []).append(mask[0].bool())
+                embeds.setdefault("generated_prompt_embeds", []).append(ge[0].float())
+        out = {name: torch.nn.utils.rnn.pad_sequence(rows, batch_first=True) for name, rows in embeds.items()}
+        mask = {name: torch.nn.utils.rnn.pad_sequence(rows, batch_first=True) for name, rows in masks.items()}
+        mask["generated_prompt_embeds"] = torch.ones(out["generated_prompt_embeds"].shape[:2], dtype=torch.bool)
+        return out, mask
+
     def generate(
         self, cond: Conditioning, settings: SamplingSettings, source: EditSource | None = None
     ) -> DecodedAudio:

@@ -14,6 +14,7 @@ class DecoderConfig:
 
     tokenizer: text tokenizer for caption mode when source is None (a dir, Hub id or 'builtin:NAME' resolved
     by checkpoints.sources.resolve_source); with a source, the checkpoint's own tokenizers are used.
+    max_text_tokens: captions are cut to this many tokens for training targets (the published T5 length).
     """
 
     kind: DecoderKind = "musicgen"
@@ -23,6 +24,7 @@ class DecoderConfig:
     max_duration: float = 120.0
     window_seconds: float = 30.0
     overlap_seconds: float = 10.0
+    max_text_tokens: int = 128
 
 
 @dataclass

@@ -76,6 +76,13 @@ class MusicDecoder(abc.ABC):
         """The decoder's modules by role (for parameter counts and device moves)."""
 
     @abc.abstractmethod
+    def text_targets(self, captions: list[str]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """What the projector learns to predict for each caption: per stream (B, N, W) states and (B, N) bool masks.
+
+        These are the decoder's own text-encoder outputs, i.e. exactly what caption mode would condition on.
+        """
+
+    @abc.abstractmethod
     def generate(
         self, cond: Conditioning, settings: SamplingSettings, source: EditSource | None = None
     ) -> DecodedAudio:

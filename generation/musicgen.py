@@ -200,6 +200,21 @@ class MusicGenDecoder(MusicDecoder):
         """One stream in the text-encoder width; MusicGen's own enc_to_dec_proj maps it to the decoder width."""
         return {STREAM: (None, int(self.model.config.text_encoder.d_model))}
 
+    def text_targets(self, captions: list[str]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """T5 states of each caption (what MusicGen's cross-attention reads) and their token masks."""
+        if self.tokenizer is None:
+            raise ValueError("text targets need the decoder's tokenizer: set DecoderConfig.tokenizer or a source")
+        rows = []
+        with torch.inference_mode():
+            # one caption at a time: no pad token needed, and each caption's states are exactly its own
+            for caption in captions:
+                ids = self.tokenizer(caption, return_tensors="pt", truncation=True,
+                                     max_length=self.config.max_text_tokens).input_ids.to(self.model.device)
+                rows.append(self.model.text_encoder(input_ids=ids).last_hidden_state[0].float())
+        states = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)
+        mask = torch.arange(states.shape[1])[None] < torch.tensor([len(r) for r in rows])[:, None]
+        return {STREAM: states}, {STREAM: mask.to(states.device)}
+
     def generate(
         self, cond: Conditioning, settings: SamplingSettings, source: EditSource | None = None
     ) -> DecodedAudio:
