@@ -1,4 +1,4 @@
-"""`python -m mumu`: command-line entry points (chat, info, edit)."""
+"""`python -m mumu`: command-line entry points (chat, info, edit, features, train)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from generation.edits import EditPlan, parse_trim
 from mumu.decoding import MUSIC_MODES
 from mumu.info import format_report, report
 from mumu.profiles import DECODER_KINDS, PROFILES, get_profile
+from mumu.training import run as training
 
 EDIT_ORDER = "trim -> tempo -> pitch -> loop -> fades -> gain -> loudness"
 
@@ -59,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     edit.add_argument("--gain", type=float, default=0.0, help="dB")
     edit.add_argument("--loudness", type=float, help="target integrated loudness in LUFS (peak-safe)")
     edit.add_argument("--bit-depth", type=int, choices=(16, 24), default=16)
+    training.add_commands(commands)
     return parser
 
 
@@ -108,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(data))
             else:
                 print(data["text"] + (f"\n[music: {data['audio']}]" if data["audio"] else ""))
+        elif args.command == "features":
+            print(json.dumps(training.features_command(args)))
+        elif args.command == "train":
+            print(json.dumps(training.train_command(args)))
         else:
             print(json.dumps(_edit(args)))
     except (MediaError, ValueError, OSError) as e:

@@ -78,6 +78,7 @@ class TrainableConfig:
     adapters: bool = True
     injection: bool = True
     lora: bool = True
+    norms: bool = True
     audio_tokens: bool = True
     projector: bool = True
 

@@ -1,4 +1,4 @@
-"""A bounded, thread-safe LRU of encoder features keyed by file content, so a file is encoded once."""
+"""Encoder features of media files: computing them, and a bounded thread-safe LRU keyed by file content."""
 
 from __future__ import annotations
 
@@ -7,8 +7,17 @@ import threading
 from collections import OrderedDict
 from collections.abc import Hashable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+from adapters.audio_io import load_audio
+from adapters.config import MediaLimits
+from adapters.image_io import load_image
+from adapters.video_io import load_video_frames
+
+if TYPE_CHECKING:
+    from mumu.modeling import MuMuModel
 
 
 def file_digest(path: str | Path, chunk: int = 2**20) -> str:
@@ -18,6 +27,17 @@ def file_digest(path: str | Path, chunk: int = 2**20) -> str:
         while block := f.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def encode_file(model: MuMuModel, modality: str, path: str | Path, limits: MediaLimits) -> torch.Tensor:
+    """Load one media file (checked against limits) and run the model's frozen encoder for its modality."""
+    if modality == "music":
+        return model.encode_music(load_audio(path, model.config.music_encoder.sample_rate, limits))
+    if modality == "image":
+        return model.encode_image(load_image(path, limits))
+    if modality == "video":
+        return model.encode_video(load_video_frames(path, model.video_encoder.num_frames, limits))
+    raise ValueError(f"unknown modality {modality!r}; expected music, image or video")
 
 
 class FeatureCache:

@@ -26,9 +26,14 @@ def _count(params: Iterable[nn.Parameter]) -> dict[str, Any]:
 
 
 def _llm_parts(model: MuMuModel) -> dict[str, list[nn.Parameter]]:
-    parts: dict[str, list[nn.Parameter]] = {"base": [], "lora": [], "audio_tokens": []}
+    parts: dict[str, list[nn.Parameter]] = {"base": [], "lora": [], "norms": [], "audio_tokens": []}
     for name, param in model.llm.named_parameters():
-        key = "lora" if "lora_" in name else "audio_tokens" if "trainable_tokens_" in name else "base"
+        if "lora_" in name:
+            key = "lora"
+        elif "trainable_tokens_" in name:
+            key = "audio_tokens"
+        else:
+            key = "norms" if name.endswith("norm.weight") else "base"
         parts[key].append(param)
     return parts
 

@@ -47,6 +47,12 @@ class MuMuOutput:
     projector: ProjectorOutput | None = None
 
 
+def _is_norm(name: str) -> bool:
+    # The LLM's RMSNorm scales train with LoRA (as in the paper): a frozen final norm caps how sharp the logits of
+    # a frozen LM head can get.
+    return name.endswith("norm.weight")
+
+
 class MuMuModel(nn.Module):
     """The whole multimodal model; decoders live in generation/ and read `projector` outputs."""
 
@@ -77,6 +83,13 @@ class MuMuModel(nn.Module):
         self.injection = GatedInjection(llm_config, config.injection, acfg.num_tokens)
         self.injection.attach(self.decoder_layers)
         self.projector = OutputProjector(llm_config.hidden_size, config.projector)
+
+    def train(self, mode: bool = True) -> MuMuModel:
+        """Train mode for what learns; the frozen encoders stay in eval mode (no dropout noise in features)."""
+        super().train(mode)
+        for encoder in (self.music_encoder, self.image_encoder, self.video_encoder):
+            encoder.eval()
+        return self
 
     @property
     def decoder_layers(self) -> nn.ModuleList:
@@ -136,8 +149,13 @@ class MuMuModel(nn.Module):
         media: MediaFeatures | None = None,
         decoder_targets: dict[str, torch.Tensor] | None = None,
         decoder_target_masks: dict[str, torch.Tensor] | None = None,
+        target_rows: list[int] | None = None,
     ) -> MuMuOutput:
-        """Text CE on labels (-100 ignored); projector MSE when decoder targets are given for every row."""
+        """Text CE on labels (-100 ignored); projector MSE on the rows that produce music.
+
+        decoder_targets hold one row per entry of target_rows (default: every row of the batch), so a batch can mix
+        samples that answer with music and samples that answer with text only.
+        """
         inputs = self.modality_inputs(media, input_ids.shape[0])
         with self.injection.inject(inputs, input_ids.shape[0]):
             out = self.llm(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
@@ -148,7 +166,9 @@ class MuMuModel(nn.Module):
             )
             result.loss = result.ce_loss
         if decoder_targets is not None:
-            hidden = self.audio_hidden(input_ids, out.hidden_states[-1], labels)
+            rows = list(range(input_ids.shape[0])) if target_rows is None else list(target_rows)
+            hidden = self.audio_hidden(input_ids[rows], out.hidden_states[-1][rows],
+                                       None if labels is None else labels[rows])
             result.projector = self.project(hidden)
             mse, mask = self.projector.loss(result.projector, decoder_targets, decoder_target_masks or {})
             result.mse_loss, result.mask_loss = mse, mask
@@ -195,6 +215,8 @@ class MuMuModel(nn.Module):
                 param.requires_grad_(flags.lora)
             elif "trainable_tokens_" in name:
                 param.requires_grad_(flags.audio_tokens)
+            elif _is_norm(name):
+                param.requires_grad_(flags.norms)
 
     def trained_state_dict(self) -> dict[str, torch.Tensor]:
         """Every tensor this project trains (whatever the current stage freezes); nothing from pretrained parts."""
@@ -203,6 +225,6 @@ class MuMuModel(nn.Module):
             for name, tensor in getattr(self, prefix).state_dict().items():
                 own[f"{prefix}.{name}"] = tensor
         for name, tensor in self.llm.named_parameters():
-            if "lora_" in name or "trainable_tokens_" in name:
+            if "lora_" in name or "trainable_tokens_" in name or _is_norm(name):
                 own[f"llm.{name}"] = tensor.detach()
         return own

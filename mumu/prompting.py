@@ -36,6 +36,18 @@ def _assistant_tail(message: Message, ids: SpecialIds) -> list[int]:
     return (list(ids.audio) if message.music else []) + [ids.eos]
 
 
+def assistant_tokens(tokenizer: PreTrainedTokenizerBase, ids: SpecialIds, message: Message, template: str) -> list[int]:
+    """The ids an assistant turn is written as: its text, [AUD0..n] when it made music, and the end of the turn.
+
+    With 'alpaca' the turn ends with EOS; with 'chat' the template renders its own end-of-turn marker after the
+    turn inside a conversation, and a reply being generated (or trained as the last turn) ends with EOS.
+    """
+    text = encode_text(tokenizer, message.text)
+    if template == "alpaca":
+        return text + _assistant_tail(message, ids)
+    return text + (list(ids.audio) if message.music else [])
+
+
 def _alpaca(tokenizer: PreTrainedTokenizerBase, ids: SpecialIds, messages: list[Message]) -> list[int]:
     out = [ids.bos, *_plain(tokenizer, ALPACA_HEADER)]
     for message in messages:
@@ -43,8 +55,7 @@ def _alpaca(tokenizer: PreTrainedTokenizerBase, ids: SpecialIds, messages: list[
             out += _plain(tokenizer, "### Instruction:\n") + encode_text(tokenizer, message.text)
             out += _plain(tokenizer, "\n\n### Response:")
         else:
-            out += encode_text(tokenizer, message.text) + _assistant_tail(message, ids)
-            out += _plain(tokenizer, "\n\n")
+            out += assistant_tokens(tokenizer, ids, message, "alpaca") + _plain(tokenizer, "\n\n")
     return out
 
 
@@ -59,9 +70,9 @@ def _chat(tokenizer: PreTrainedTokenizerBase, ids: SpecialIds, messages: list[Me
     out: list[int] = []
     for i, message in enumerate(messages):
         before, template = template.split(_SENTINEL.format(i), 1)
-        out += _plain(tokenizer, before) + encode_text(tokenizer, message.text)
-        if message.role == "assistant" and message.music:
-            out += list(ids.audio)
+        out += _plain(tokenizer, before)
+        out += assistant_tokens(tokenizer, ids, message, "chat") if message.role == "assistant" else encode_text(
+            tokenizer, message.text)
     return out + _plain(tokenizer, template)
 
 

@@ -20,9 +20,12 @@ def full_report():
 
 def test_full_llm_is_about_6_7b_with_40m_lora(full_report):
     llm = full_report["components"]["llm"]
-    # Llama-2-7B has 6,738,415,616 parameters; the 8 new rows in the embeddings and LM head add 65,536.
-    assert llm["base"]["params"] == 6_738_415_616 + 2 * 8 * 4096
+    # Llama-2-7B has 6,738,415,616 parameters (266,240 of them RMSNorm scales, which train as in the paper);
+    # the 8 new rows in the embeddings and LM head add 65,536.
+    norms = (2 * 32 + 1) * 4096
+    assert llm["base"]["params"] + llm["norms"]["params"] == 6_738_415_616 + 2 * 8 * 4096
     assert llm["base"]["trainable"] == 0
+    assert llm["norms"]["params"] == llm["norms"]["trainable"] == norms == 266_240
     assert llm["lora"]["params"] == 32 * (4 * 16 * 8192 + 3 * 16 * (4096 + 11008)) == 39_976_960
     assert llm["lora"]["trainable"] == llm["lora"]["params"]
     assert llm["audio_tokens"]["params"] == 2 * 8 * 4096

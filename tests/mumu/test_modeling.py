@@ -127,13 +127,13 @@ def _trainable(model):
     return {n for n, p in model.named_parameters() if p.requires_grad}
 
 
-def _expected(model, adapters=True, injection=True, lora=True, audio_tokens=True, projector=True):
+def _expected(model, adapters=True, injection=True, lora=True, norms=True, audio_tokens=True, projector=True):
     names = set()
     for name, _ in model.named_parameters():
         top = name.split(".")[0]
         if (top.endswith("_adapter") and adapters) or (top == "injection" and injection) or (
             top == "projector" and projector) or ("lora_" in name and lora) or (
-            "trainable_tokens_" in name and audio_tokens):
+            "trainable_tokens_" in name and audio_tokens) or (top == "llm" and name.endswith("norm.weight") and norms):
             names.add(name)
     return names
 
@@ -143,7 +143,7 @@ def test_trainable_set_is_exactly_what_the_config_says(model):
     assert any("lora_A" in n for n in _trainable(model)) and any("trainable_tokens_" in n for n in _trainable(model))
     for part in ("music_encoder", "image_encoder", "video_encoder"):
         assert not any(p.requires_grad for p in getattr(model, part).parameters())
-    for flag in ("adapters", "injection", "lora", "audio_tokens", "projector"):
+    for flag in ("adapters", "injection", "lora", "norms", "audio_tokens", "projector"):
         setattr(model.config.trainable, flag, False)
         model.set_trainable()
         assert _trainable(model) == _expected(model, **{flag: False}), flag

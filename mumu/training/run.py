@@ -1,0 +1,170 @@
+"""`python -m mumu features` and `python -m mumu train`: arguments, and wiring data, features and the trainer."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from generation.factory import build_decoder
+from mumu.builder import build_model
+from mumu.checkpoint import from_pretrained
+from mumu.data.dataset import TrainingSet, split_records
+from mumu.data.features import FeatureStore, fill, fingerprint
+from mumu.data.records import DATA_KINDS, Record, parse_data_arg, read_all
+from mumu.modeling import MuMuModel
+from mumu.profiles import DECODER_KINDS, PROFILES, get_profile
+from mumu.training.stages import STAGE_DATA, stage_trainable
+from mumu.training.trainer import PRECISIONS, STATE_NAME, Trainer, TrainSettings
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _model_and_data_args(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--profile", choices=sorted(PROFILES), default="tiny")
+    source.add_argument("--checkpoint", help="start from a MuMu checkpoint directory or Hub id (e.g. stage 1's)")
+    parser.add_argument("--decoder", choices=DECODER_KINDS, default="musicgen", help="with --profile")
+    kinds = "; ".join(f"{k}: {v}" for k, v in DATA_KINDS.items())
+    parser.add_argument("--data", required=True, help=f"KIND=PATH[,KIND=PATH...]. Kinds: {kinds}")
+    parser.add_argument("--media-root", required=True, type=Path, help="media paths in the data are relative to it")
+    parser.add_argument("--base-dtype", choices=sorted(DTYPES), default="float32",
+                        help="dtype of the frozen parts (bfloat16 halves memory on GPU; trained tensors stay float32)")
+
+
+def add_commands(commands: Any) -> None:
+    """Register the `features` and `train` subcommands."""
+    features = commands.add_parser(
+        "features", help="run the frozen encoders and decoder text encoder once over a dataset",
+        description="Stores encoder features of every media file and the decoder's text-encoder targets of every "
+        "music caption (safetensors shards + index.json), so training never re-runs frozen models. Re-running "
+        "into the same --out only computes what is missing.")
+    _model_and_data_args(features)
+    features.add_argument("--out", required=True, type=Path)
+    train = commands.add_parser(
+        "train", help="train one stage (1 encoders, 2 decoder, 3 instructions) on accelerate",
+        description="Multi-GPU: `accelerate launch -m mumu train ...` (DDP); FSDP or DeepSpeed through "
+        "`accelerate launch --config_file CONFIG`. The output directory loads with `mumu chat --checkpoint OUT`.")
+    _model_and_data_args(train)
+    train.add_argument("--stage", type=int, choices=(1, 2, 3), required=True)
+    train.add_argument("--features", type=Path, help="a store from `mumu features`; what it lacks is computed once")
+    length = train.add_mutually_exclusive_group(required=True)
+    length.add_argument("--max-steps", type=int)
+    length.add_argument("--epochs", type=int)
+    train.add_argument("--out", required=True, type=Path)
+    train.add_argument("--batch-size", type=int, default=4, help="per device")
+    train.add_argument("--grad-accum", type=int, default=1)
+    train.add_argument("--lr", type=float, default=1e-4)
+    train.add_argument("--min-lr-ratio", type=float, default=0.01, help="cosine floor as a fraction of --lr")
+    train.add_argument("--weight-decay", type=float, default=0.05, help="weight matrices only")
+    train.add_argument("--warmup-steps", type=int, default=0)
+    train.add_argument("--max-grad-norm", type=float, default=1.0)
+    train.add_argument("--mse-weight", type=float, default=1.0)
+    train.add_argument("--max-length", type=int, help="tokens per sample (default: the config's context)")
+    train.add_argument("--eval-fraction", type=float, default=0.05, help="held-out share of the records")
+    train.add_argument("--eval-every", type=int, default=0, help="steps (0: only at the end)")
+    train.add_argument("--save-every", type=int, default=0, help="steps (0: only at the end)")
+    train.add_argument("--log-every", type=int, default=1)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--mixed-precision", choices=PRECISIONS, default="no", help="bf16/fp16 autocast (GPU)")
+    train.add_argument("--resume", help="a checkpoint directory from an earlier run, or 'latest' (in --out)")
+
+
+def _note(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _model(args: argparse.Namespace) -> MuMuModel:
+    dtype = DTYPES[args.base_dtype]
+    if args.checkpoint:
+        model = from_pretrained(args.checkpoint, dtype=dtype)
+    else:
+        model = build_model(get_profile(args.profile, decoder=args.decoder), dtype=dtype)
+    return model
+
+
+def _records(args: argparse.Namespace) -> list[Record]:
+    records, reports = read_all(parse_data_arg(args.data), args.media_root)
+    for report in reports:
+        _note(report.summary())
+    return records
+
+
+def _fill(store: FeatureStore, model: MuMuModel, records: list[Record], media_root: Path) -> dict[str, int]:
+    needs_targets = any(r.music_caption is not None for r in records)
+    # The decoder is needed only for its text encoder, and only while targets are computed.
+    decoder = build_decoder(model.config.decoder, device=model.device) if needs_targets else None
+    counts = fill(store, model, decoder, records, media_root, progress=tqdm)
+    del decoder
+    return counts
+
+
+def features_command(args: argparse.Namespace) -> dict[str, Any]:
+    """Compute and store what the dataset needs from the frozen models."""
+    model = _model(args)
+    records = _records(args)
+    key = fingerprint(model.config)
+    store = FeatureStore.open(args.out, key) if (args.out / "index.json").is_file() else FeatureStore(key)
+    counts = _fill(store, model, records, args.media_root)
+    store.save(args.out)
+    return {"out": str(args.out), "computed": counts, "entries": len(store), "fingerprint": key}
+
+
+def _resume_dir(spec: str, out: Path) -> Path:
+    if spec != "latest":
+        return Path(spec)
+    candidates = [p for p in [*out.glob("checkpoint-*"), out] if (p / STATE_NAME).is_file()]
+    if not candidates:
+        raise FileNotFoundError(f"--resume latest: no checkpoint with {STATE_NAME} under {out}")
+    return max(candidates, key=lambda p: _saved_step(p))
+
+
+def _saved_step(directory: Path) -> int:
+    state = torch.load(directory / STATE_NAME, map_location="cpu", weights_only=True)
+    return int(state["position"]["step"])
+
+
+def train_command(args: argparse.Namespace) -> dict[str, Any]:
+    """Train one stage and save the result (plus periodic checkpoints) under --out."""
+    model = _model(args)
+    model.config.trainable = stage_trainable(args.stage)
+    model.set_trainable()
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()  # trained tensors in float32 whatever the frozen parts use
+    records = _records(args)
+    unusual = sorted({r.kind for r in records} - set(STAGE_DATA[args.stage]))
+    if unusual:
+        _note(f"note: stage {args.stage} was designed for {', '.join(STAGE_DATA[args.stage])}; also training on "
+              f"{', '.join(unusual)}")
+    key = fingerprint(model.config)
+    store = FeatureStore.open(args.features, key) if args.features else FeatureStore(key)
+    computed = _fill(store, model, records, args.media_root)
+    if args.features and any(computed.values()):
+        _note(f"note: {args.features} lacked {sum(computed.values())} entries; computed them for this run")
+    train_records, eval_records = split_records(records, args.eval_fraction, args.seed)
+    cfg = model.config.pipeline
+    options = dict(template=cfg.template, system=cfg.system, max_length=args.max_length or cfg.max_context_tokens)
+    train_set = TrainingSet(train_records, store, model.tokenizer, model.ids, args.media_root, **options)
+    eval_set = TrainingSet(eval_records, store, model.tokenizer, model.ids, args.media_root, **options) \
+        if eval_records else None
+    if train_set.too_long:
+        _note(f"note: {len(train_set.too_long)} records do not fit in {options['max_length']} tokens and were "
+              f"left out (first: {train_set.too_long[:3]})")
+    settings = TrainSettings(
+        stage=args.stage, max_steps=args.max_steps, epochs=args.epochs, batch_size=args.batch_size,
+        grad_accum=args.grad_accum, lr=args.lr, min_lr_ratio=args.min_lr_ratio, weight_decay=args.weight_decay,
+        warmup_steps=args.warmup_steps, max_grad_norm=args.max_grad_norm, mse_weight=args.mse_weight,
+        eval_every=args.eval_every, save_every=args.save_every, log_every=args.log_every, seed=args.seed,
+        mixed_precision=args.mixed_precision)
+    trainer = Trainer(model, train_set, eval_set, settings, args.out)
+    if args.resume:
+        trainer.resume(_resume_dir(args.resume, args.out))
+    summary = trainer.run()
+    summary.update(records={"train": len(train_set), "eval": 0 if eval_set is None else len(eval_set)},
+                   features_computed=computed)
+    return summary

@@ -1,0 +1,58 @@
+"""A small dataset in the published formats (real media files), shared by the training tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.learning_probe import SR, clip, picture, tone
+
+
+def write_dataset(root: Path, n: int = 4, seed: int = 0) -> dict[str, Path]:
+    """n audio clips, n pictures, 2 videos; caption maps, MusicQA, MUImage and decoder-alignment captions."""
+    rng = np.random.default_rng(seed)
+    for folder in ("audios", "images", "videos"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    import soundfile as sf
+
+    audio, images, videos = {}, {}, {}
+    for i in range(n):
+        register = ("low", "high")[i % 2]
+        sf.write(root / f"audios/{i}.wav", tone(rng, register), SR, subtype="PCM_16")
+        audio[f"audios/{i}.wav"] = f"a {register} pitched tone"
+        colour = ("red", "blue")[i % 2]
+        picture(rng, colour).save(root / f"images/{i}.png")
+        images[f"images/{i}.png"] = f"a {colour} picture"
+    for i, direction in enumerate(("left", "right")):
+        clip(root / f"videos/{i}.mp4", rng, direction)
+        videos[f"videos/{i}.mp4"] = f"a square moving {direction}"
+    qa = [{"audio_name": name, "conversation": [{"from": "human", "value": "High or low?"},
+                                                 {"from": "gpt", "value": caption}]}
+          for name, caption in audio.items()]
+    muimage = [{"input_file": name, "output_file": f"audios/{i}.wav", "conversation": [
+        {"from": "human", "value": "Music for this picture", "input_modality": "image", "caption": caption},
+        {"from": "gpt", "value": "Here is a calm tune.", "caption": "a calm tune on piano",
+         "output_modality": "audio"}]} for i, (name, caption) in enumerate(images.items())]
+    decoder = {f"audios/{i}.wav": f"a {('slow', 'fast')[i % 2]} tune on {('piano', 'drums')[i % 2]}" for i in range(n)}
+    files = {"mucaps": audio, "coco": images, "muvideo-captions": videos, "musicqa": qa, "muimage": muimage,
+             "mucaps-decoder": decoder}
+    paths = {}
+    for kind, data in files.items():
+        paths[kind] = root / f"{kind}.json"
+        paths[kind].write_text(json.dumps(data))
+    return paths
+
+
+@pytest.fixture(scope="session")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
+    """(media root, data kind -> file) written once per test session."""
+    root = tmp_path_factory.mktemp("dataset")
+    return root, write_dataset(root)
+
+
+def spec(paths: dict[str, Path], *kinds: str) -> str:
+    """A --data argument for the given kinds."""
+    return ",".join(f"{kind}={paths[kind]}" for kind in kinds)

@@ -1,0 +1,137 @@
+"""`mumu features` and `mumu train` end to end on the tiny profile: stores, stages, logs, resume, reload."""
+
+from __future__ import annotations
+
+import io
+import json
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mumu.cli import main
+from mumu.data.features import FeatureStore, fingerprint
+from mumu.profiles import tiny
+from tests.mumu.training.conftest import spec
+
+
+def run_cli(*args: object) -> tuple[int, dict | None, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main([str(a) for a in args])
+    text = out.getvalue().strip()
+    return code, json.loads(text.splitlines()[-1]) if code == 0 and text else None, err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def features(dataset, tmp_path_factory) -> Path:
+    root, paths = dataset
+    out = tmp_path_factory.mktemp("features")
+    code, result, err = run_cli("features", "--profile", "tiny", "--data",
+                                spec(paths, "mucaps", "coco", "muvideo-captions", "mucaps-decoder", "muimage"),
+                                "--media-root", root, "--out", out)
+    assert code == 0, err
+    # 4 clips + 4 pictures + 2 videos; 2 distinct decoder captions + 1 MUImage caption (stored by content)
+    assert result["computed"] == {"music": 4, "image": 4, "video": 2, "target": 3}
+    return out
+
+
+def _weights(directory: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(directory / "model.safetensors"))
+
+
+def _log(directory: Path) -> list[dict]:
+    return [json.loads(line) for line in (directory / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_features_store_is_reused_and_checked(dataset, features):
+    root, paths = dataset
+    code, result, _ = run_cli("features", "--profile", "tiny", "--data", spec(paths, "mucaps", "coco"),
+                              "--media-root", root, "--out", features)
+    assert code == 0 and set(result["computed"].values()) == {0}  # everything was already there
+    store = FeatureStore.open(features, fingerprint(tiny()))
+    assert len(store) == 13 and len(list(features.glob("features-*.safetensors"))) >= 1
+    other = tiny(seed=1)  # different random encoders: the stored features would be wrong for it
+    with pytest.raises(ValueError, match="other encoders"):
+        FeatureStore.open(features, fingerprint(other))
+
+
+def test_stage1_trains_adapters_logs_ce_and_reloads_for_chat(dataset, features, tmp_path):
+    root, paths = dataset
+    out = tmp_path / "stage1"
+    code, result, err = run_cli(
+        "train", "--profile", "tiny", "--stage", 1, "--data", spec(paths, "mucaps", "coco", "muvideo-captions"),
+        "--media-root", root, "--features", features, "--max-steps", 3, "--batch-size", 4, "--eval-fraction", 0.2,
+        "--out", out)
+    assert code == 0, err
+    assert result["steps"] == 3 and result["records"] == {"train": 8, "eval": 2}
+    assert result["features_computed"] == {"music": 0, "image": 0, "video": 0, "target": 0}
+    log = _log(out)
+    assert [row["step"] for row in log if row["split"] == "train"] == [1, 2, 3]
+    assert all("ce" in row and "mse" not in row for row in log)
+    assert any(row["split"] == "eval" for row in log)
+    before = {k: v for k, v in _initial().items()}
+    after = _weights(out)
+    assert not torch.equal(after["music_adapter.project.proj.weight"], before["music_adapter.project.proj.weight"])
+    assert not torch.equal(after["injection.gates"], before["injection.gates"])
+    assert torch.equal(after["projector.inp.weight"], before["projector.inp.weight"])  # stage 1 leaves it alone
+    code, reply, err = run_cli("chat", "--checkpoint", out, "--text", "Describe this", "--audio",
+                               root / "audios/0.wav", "--music", "never", "--max-new-tokens", 4, "--json",
+                               "--out-dir", tmp_path / "chat")
+    assert code == 0, err
+    assert isinstance(reply["text"], str) and reply["audio"] is None
+
+
+def _initial() -> dict[str, torch.Tensor]:
+    from mumu.builder import build_model
+
+    return {k: v.clone() for k, v in build_model(tiny()).trained_state_dict().items()}
+
+
+def test_stage2_trains_projector_on_decoder_targets(dataset, features, tmp_path):
+    root, paths = dataset
+    out = tmp_path / "stage2"
+    code, result, err = run_cli(
+        "train", "--profile", "tiny", "--stage", 2, "--data", spec(paths, "mucaps-decoder"), "--media-root", root,
+        "--features", features, "--max-steps", 2, "--batch-size", 2, "--eval-fraction", 0, "--out", out)
+    assert code == 0, err
+    assert result["records"] == {"train": 4, "eval": 0}
+    assert all({"ce", "mse", "mask"} <= set(row) for row in _log(out))
+    before, after = _initial(), _weights(out)
+    assert not torch.equal(after["projector.inp.weight"], before["projector.inp.weight"])
+    assert torch.equal(after["music_adapter.project.proj.weight"], before["music_adapter.project.proj.weight"])
+
+
+def test_resume_continues_bit_exactly(dataset, features, tmp_path):
+    root, paths = dataset
+    common = ["--profile", "tiny", "--stage", 3, "--data", spec(paths, "muimage", "mucaps"), "--media-root", root,
+              "--features", features, "--max-steps", 4, "--batch-size", 3, "--grad-accum", 2, "--eval-fraction", 0,
+              "--warmup-steps", 1, "--lr", 1e-2]
+    code, _, err = run_cli("train", *common, "--save-every", 2, "--out", tmp_path / "straight")
+    assert code == 0, err
+    assert (tmp_path / "straight/checkpoint-2/training_state.pt").is_file()
+    code, result, err = run_cli("train", *common, "--resume", tmp_path / "straight/checkpoint-2",
+                                "--out", tmp_path / "resumed")
+    assert code == 0, err
+    assert result["steps"] == 4
+    straight, resumed = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
+    assert straight.keys() == resumed.keys()
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    assert [r["step"] for r in _log(tmp_path / "resumed")] == [3, 4]
+    code, _, err = run_cli("train", *common[:-2], "--lr", 1e-2, "--batch-size", 2, "--resume",
+                           tmp_path / "straight/checkpoint-2", "--out", tmp_path / "bad")
+    assert code == 2 and "batch_size" in err
+
+
+def test_bad_data_is_a_clear_error(dataset, tmp_path):
+    root, _ = dataset
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    code, _, err = run_cli("train", "--profile", "tiny", "--stage", 1, "--data", f"mucaps={broken}",
+                           "--media-root", root, "--max-steps", 1, "--out", tmp_path / "out")
+    assert code == 2 and "broken.json" in err and "JSON" in err
+    code, _, err = run_cli("train", "--profile", "tiny", "--stage", 1, "--data", f"nonsense={broken}",
+                           "--media-root", root, "--max-steps", 1, "--out", tmp_path / "out")
+    assert code == 2 and "nonsense" in err
