@@ -207,8 +207,10 @@ def convert(
     llm_arch = _check_llm(llm_dir, layout)
     differs = _base_differences(state, layout, llm_dir)
     report.base_from_checkpoint = sorted(differs)
+    # trainable.llm_params names parameters of the peft model itself (our tensor names without "llm.").
+    replaced = sorted(name.removeprefix("llm.") for name in differs.values())
     config = build_config(layout, llm, llm_arch, sources, decoder_cfg, conditioning,
-                          keymap.NORM_AND_BIAS_PARAMS + sorted(differs.values()))
+                          keymap.NORM_AND_BIAS_PARAMS + replaced)
     tensors = _trained_tensors(state, layout, config, differs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

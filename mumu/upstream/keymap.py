@@ -84,9 +84,9 @@ def _llm_names(layout: Layout) -> dict[str, Source]:
     out[f"{LLM}model.norm.weight"] = Source("llama.norm.weight")
     base_vocab = layout.vocab - AUDIO_TOKENS
     out[f"{LLM}model.embed_tokens.token_adapter.trainable_tokens_delta.default"] = Source(
-        "llama.tok_embeddings.weight", lambda t: t[base_vocab:])
+        "llama.tok_embeddings.weight", lambda t: t[base_vocab:].clone())
     out[f"{LLM}lm_head.token_adapter.trainable_tokens_delta.default"] = Source(
-        "llama.output.weight", lambda t: t[base_vocab:])
+        "llama.output.weight", lambda t: t[base_vocab:].clone())
     return out
 
 
