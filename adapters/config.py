@@ -47,7 +47,11 @@ class VideoEncoderConfig:
 
 @dataclass
 class AdapterConfig:
-    """Understanding adapters: aggregate encoder tokens, pool over time, project to the LLM width."""
+    """Understanding adapters: aggregate encoder tokens, pool over time, project to the LLM width.
+
+    style "m2ugen": the published M2UGen adapters (one token per modality, L2-normalised Conv1d aggregation);
+    "m2ugen_rnn": the same with MuMu-LLaMA's RNN + attention pooling of the music frames.
+    """
 
     llm_width: int = 4096
     num_tokens: int = 1
@@ -55,3 +59,4 @@ class AdapterConfig:
     ffn_width: int | None = None
     rnn: str = "gru"
     norm_eps: float = 1e-6
+    style: str = "mumu"

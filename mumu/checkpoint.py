@@ -36,6 +36,10 @@ def resolve_checkpoint(path_or_id: str | Path) -> Path:
     text = str(path_or_id)
     if path.is_absolute() or text.startswith((".", "~")) or text.count("/") > 1:
         raise FileNotFoundError(f"no checkpoint directory {text}")
+    from mumu.upstream.hub import PUBLISHED, converted_checkpoint  # the converter is only needed for these ids
+
+    if text in PUBLISHED:
+        return converted_checkpoint(text)
     try:
         local = snapshot_download(text, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME])
     except (HfHubHTTPError, LocalEntryNotFoundError, HFValidationError) as e:

@@ -1,4 +1,4 @@
-"""`python -m mumu`: command-line entry points (chat, info, edit, features, train)."""
+"""`python -m mumu`: command-line entry points (chat, info, edit, features, train, convert-upstream)."""
 
 from __future__ import annotations
 
@@ -44,6 +44,21 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--max-new-tokens", type=int)
     chat.add_argument("--out-dir", type=Path, default=Path("outputs"))
     chat.add_argument("--json", action="store_true", help='print one JSON object {"text", "audio", ...}')
+    convert = commands.add_parser(
+        "convert-upstream", help="import a published M2UGen / MuMu-LLaMA checkpoint.pth into a MuMu checkpoint",
+        description="Reads checkpoint.pth memory-mapped; writes OUT/config.json, OUT/model.safetensors (trained "
+        "tensors only) and OUT/conversion.json (the report, also printed). Components default to the published "
+        "Hub ids.",
+    )
+    convert.add_argument("--checkpoint", required=True, type=Path, help="the published checkpoint.pth")
+    convert.add_argument("--llm", required=True, help="base Llama-2 in HF format: a directory or Hub id")
+    convert.add_argument("--out", required=True, type=Path, help="output directory")
+    convert.add_argument("--mert", help="MERT directory or Hub id (default m-a-p/MERT-v1-330M)")
+    convert.add_argument("--vit", help="ViT directory or Hub id (default google/vit-base-patch16-224)")
+    convert.add_argument("--vivit", help="ViViT directory or Hub id (default google/vivit-b-16x2-kinetics400)")
+    convert.add_argument("--decoder", help="music decoder directory or Hub id (default: the one it was trained for)")
+    convert.add_argument("--conditioning", choices=("caption", "embeddings"), default="caption",
+                         help="how replies condition the decoder: caption (as the published app) or embeddings")
     edit = commands.add_parser(
         "edit", help="exact edits as signal operations",
         description=f"Exact edits, applied in this order: {EDIT_ORDER}. Levels are left alone unless --loudness "
@@ -104,6 +119,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "info":
             data = report(get_profile(args.profile, decoder=args.decoder))
             print(json.dumps(data, indent=2) if args.json else format_report(data))
+        elif args.command == "convert-upstream":
+            from mumu.upstream.convert import convert
+
+            result = convert(args.checkpoint, args.llm, args.out, mert=args.mert, vit=args.vit, vivit=args.vivit,
+                             decoder=args.decoder, conditioning=args.conditioning)
+            print(json.dumps(result.to_dict(), indent=2))
         elif args.command == "chat":
             data = _chat(args)
             if args.json:

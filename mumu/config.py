@@ -36,15 +36,23 @@ class LLMConfig:
     lora_dropout: float = 0.05
     lora_targets: tuple[str, ...] = LORA_TARGETS
     num_audio_tokens: int = 8
+    # LlamaConfig fields set on top of the source's config.json (or arch), e.g. the published model's biases.
+    overrides: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class InjectionConfig:
-    """Modality features enter the top 3 x group_size layers (music, image, video from bottom to top)."""
+    """Modality features enter the top 3 x group_size layers (music, image, video from bottom to top).
+
+    mode "summed" (the older published M2UGen layout): the sum of all present modality features enters each of
+    the top group_size layers. base_value: the injected value uses the base v_proj without LoRA (as published).
+    """
 
     group_size: int = 6
     modalities: tuple[str, ...] = ("music", "image", "video")
     prefix_init_std: float = 0.02
+    mode: str = "grouped"
+    base_value: bool = False
 
 
 @dataclass
@@ -69,6 +77,11 @@ class ProjectorConfig:
     dropout: float = 0.0
     target_scale: float = 10.0
     streams: list[ProjectorStream] = field(default_factory=list)
+    # "tokens": learned queries, one per output token, one head per stream; "flat": one query and one head whose
+    # output is cut into the streams in order (the published AudioLDM2 projector).
+    layout: str = "tokens"
+    # Which LLM state it reads: None = the final-norm output; k = decoder layer k's output (negative: from the top).
+    llm_layer: int | None = None
 
 
 @dataclass
@@ -81,6 +94,9 @@ class TrainableConfig:
     norms: bool = True
     audio_tokens: bool = True
     projector: bool = True
+    # Base-LLM parameters that are trained too (fnmatch patterns over the peft model's parameter names, e.g. the
+    # published model's norms and biases): saved with the checkpoint and given gradients.
+    llm_params: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -88,6 +104,9 @@ class PipelineConfig:
     """Conversation handling: prompt template, context budget and per-request limits."""
 
     template: str = "alpaca"
+    # "eos": stop on EOS; "m2ugen": the published rule for models that never learned EOS (stop on "\n###", keep
+    # the reply's first line).
+    stop_rule: str = "eos"
     system: str | None = None
     max_context_tokens: int = 2048
     max_new_tokens: int = 256
@@ -95,6 +114,7 @@ class PipelineConfig:
     max_turns: int = 64
     feature_cache_size: int = 64
     output_lufs: float | None = -14.0
+    conditioning: str = "embeddings"
 
 
 @dataclass

@@ -15,6 +15,8 @@ from mumu.modeling import MediaFeatures, MuMuModel
 
 MusicMode = Literal["auto", "always", "never"]
 MUSIC_MODES = ("auto", "always", "never")
+STOP_RULES = ("eos", "m2ugen")
+M2UGEN_STOP = "\n###"  # the published models never learned EOS: they stop here and keep the first line
 
 
 @dataclass
@@ -41,10 +43,13 @@ class Generated:
 
 @contextmanager
 def final_hidden(model: MuMuModel) -> Iterator[list[torch.Tensor]]:
-    """Collect the last position's final-norm output (the state the LM head reads) at every forward."""
+    """Collect the last position's projector-source state (by default the final-norm output) at every forward."""
     store: list[torch.Tensor] = []
-    norm = model.llm.get_base_model().model.norm
-    handle = norm.register_forward_hook(lambda module, args, out: store.append(out[:, -1]))
+
+    def hook(module: torch.nn.Module, args: tuple, out: torch.Tensor | tuple) -> None:
+        store.append((out[0] if isinstance(out, tuple) else out)[:, -1])
+
+    handle = model.projector_source.register_forward_hook(hook)
     try:
         yield store
     finally:
@@ -54,8 +59,12 @@ def final_hidden(model: MuMuModel) -> Iterator[list[torch.Tensor]]:
 class _Rows:
     """Per-row decoding state: where each row is in the [AUD] sequence, and what it produced."""
 
-    def __init__(self, batch: int, settings: GenerationSettings, audio: list[int], eos: int) -> None:
+    def __init__(
+        self, batch: int, settings: GenerationSettings, audio: list[int], eos: int,
+        stop_text: Callable[[list[int]], bool] | None = None,
+    ) -> None:
         self.settings, self.audio, self.eos = settings, audio, eos
+        self.stop_text = stop_text
         self.next_audio = [0] * batch
         self.done = [False] * batch
         self.tokens: list[list[int]] = [[] for _ in range(batch)]
@@ -96,7 +105,10 @@ class _Rows:
             if self.next_audio[b] < len(self.audio) and token == self.audio[self.next_audio[b]]:
                 self.hidden[b].append(hidden[b])
                 self.next_audio[b] += 1
-            if token == self.eos:
+            # The published rule ends a reply after its last [AUD] token or at "\n###"; EOS always ends it.
+            published = self.stop_text is not None and (
+                self.next_audio[b] == len(self.audio) or self.stop_text(self.tokens[b]))
+            if token == self.eos or published:
                 self.done[b] = True
         return fed
 
@@ -131,9 +143,13 @@ def generate(
     settings = settings or GenerationSettings()
     if settings.music not in MUSIC_MODES:
         raise ValueError(f"music must be one of {MUSIC_MODES}, got {settings.music!r}")
+    stop_rule = model.config.pipeline.stop_rule
+    if stop_rule not in STOP_RULES:
+        raise ValueError(f"pipeline.stop_rule must be one of {STOP_RULES}, got {stop_rule!r}")
     device = model.device
     ids, mask = _left_pad(prompts, model.ids.pad, device)
-    rows = _Rows(len(prompts), settings, list(model.ids.audio), model.ids.eos)
+    stop_text = _m2ugen_stop(model) if stop_rule == "m2ugen" else None
+    rows = _Rows(len(prompts), settings, list(model.ids.audio), model.ids.eos, stop_text)
     rng = None
     if settings.seed is not None:
         rng = torch.Generator(device=device).manual_seed(settings.seed)
@@ -166,11 +182,25 @@ def generate(
     return [_result(model, rows, b) for b in range(len(prompts))]
 
 
-def _result(model: MuMuModel, rows: _Rows, b: int) -> Generated:
-    tokens = rows.tokens[b]
+def _text(model: MuMuModel, tokens: list[int]) -> str:
     special = {*model.ids.audio, model.ids.eos}
     text_ids = [t for t in tokens if t not in special]
-    text = model.tokenizer.decode(text_ids, skip_special_tokens=True).strip() if model.tokenizer else ""
+    return model.tokenizer.decode(text_ids, skip_special_tokens=True) if model.tokenizer else ""
+
+
+def _m2ugen_stop(model: MuMuModel) -> Callable[[list[int]], bool]:
+    if model.tokenizer is None:
+        raise ValueError("stop_rule 'm2ugen' needs the model's tokenizer")
+    # The reply so far is short, so decoding its tail each step costs little; 8 tokens cover "\n###" however split.
+    return lambda tokens: M2UGEN_STOP in _text(model, tokens[-8:])
+
+
+def _result(model: MuMuModel, rows: _Rows, b: int) -> Generated:
+    tokens = rows.tokens[b]
+    text = _text(model, tokens)
+    if model.config.pipeline.stop_rule == "m2ugen":
+        text = text.split("\n", 1)[0]
+    text = text.strip()
     complete = len(rows.hidden[b]) == len(rows.audio)
     audio = torch.stack(rows.hidden[b]) if complete else None
     return Generated(tokens, text, audio, rows.done[b])

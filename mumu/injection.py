@@ -2,7 +2,9 @@
 
 For every layer of a modality's group, the attention output (before o_proj) of every position gets
     tanh(gate[layer, head]) * value(feature + prefix[layer])
-where value is the layer's own (LoRA-adapted) v_proj. With K > 1 feature tokens each position attends
+where value is the layer's own (LoRA-adapted) v_proj, or its base v_proj with base_value (as published). In the
+"summed" mode (the older published layout) the top group_size layers all get the sum of the present modalities'
+features, each layer with its own prefix. With K > 1 feature tokens each position attends
 over the K tokens with its own query (k_proj on the tokens), which reduces to the plain add when K == 1.
 The added term depends only on the position's own query, so it is identical with and without a KV cache.
 """
@@ -20,6 +22,9 @@ from transformers import LlamaConfig
 
 from mumu.config import InjectionConfig
 
+MODES = ("grouped", "summed")
+SUMMED = "summed"
+
 
 @dataclass
 class ModalityInput:
@@ -35,10 +40,14 @@ class GatedInjection(nn.Module):
     def __init__(self, llm_config: LlamaConfig, cfg: InjectionConfig, num_tokens: int) -> None:
         super().__init__()
         layers = llm_config.num_hidden_layers
-        span = cfg.group_size * len(cfg.modalities)
+        if cfg.mode not in MODES:
+            raise ValueError(f"injection mode must be one of {MODES}, got {cfg.mode!r}")
+        groups = 1 if cfg.mode == SUMMED else len(cfg.modalities)
+        span = cfg.group_size * groups
         if cfg.group_size < 1 or span > layers:
-            raise ValueError(f"{len(cfg.modalities)} groups of {cfg.group_size} layers need {span} layers, "
-                             f"the LLM has {layers}")
+            raise ValueError(f"{groups} groups of {cfg.group_size} layers need {span} layers, the LLM has {layers}")
+        self.mode = cfg.mode
+        self.base_value = cfg.base_value
         self.modalities = tuple(cfg.modalities)
         self.first_layer = layers - span
         self.group_size = cfg.group_size
@@ -52,9 +61,11 @@ class GatedInjection(nn.Module):
         self._hooks: list[torch.utils.hooks.RemovableHandle] = []
 
     def layer_modality(self, layer: int) -> str | None:
-        """Which modality group a decoder layer belongs to (None for layers below the groups)."""
+        """Which modality group a decoder layer belongs to (None below the groups, "summed" in the summed mode)."""
         if layer < self.first_layer:
             return None
+        if self.mode == SUMMED:
+            return SUMMED
         return self.modalities[(layer - self.first_layer) // self.group_size]
 
     def attach(self, decoder_layers: nn.ModuleList) -> None:
@@ -91,7 +102,7 @@ class GatedInjection(nn.Module):
             self._state.query = output
 
     def _make_hook(self, attn: nn.Module, slot: int):
-        modality = self.modalities[slot // self.group_size]
+        modality = self.layer_modality(self.first_layer + slot)
 
         def hook(module: nn.Module, args: tuple) -> tuple | None:
             active = getattr(self._state, "inputs", None)
@@ -109,20 +120,25 @@ class GatedInjection(nn.Module):
         if cache is not None and slot in cache:
             return cache[slot]
         inputs, batch = active
-        tokens = self._tokens(inputs[modality], slot, batch).to(dtype)
-        values = self._heads(attn.v_proj(tokens))
+        items = [inputs[m] for m in self.modalities] if modality == SUMMED else [inputs[modality]]
+        tokens = self._tokens(items, slot, batch).to(dtype)
+        # peft wraps v_proj; its base_layer is the frozen projection without the LoRA update.
+        v_proj = getattr(attn.v_proj, "base_layer", attn.v_proj) if self.base_value else attn.v_proj
+        values = self._heads(v_proj(tokens))
         keys = self._heads(attn.k_proj(tokens)) if self.num_tokens > 1 else None
         result = values, keys, torch.tanh(self.gates[slot]).to(dtype)
         if cache is not None:
             cache[slot] = result
         return result
 
-    def _tokens(self, item: ModalityInput | None, slot: int, batch: int) -> torch.Tensor:
+    def _tokens(self, items: list[ModalityInput | None], slot: int, batch: int) -> torch.Tensor:
         prefix = self.prefix[slot]
-        if item is None:
-            return prefix.expand(batch, *prefix.shape)
-        present = item.present.to(prefix.device)[:, None, None]
-        return prefix + torch.where(present, item.tokens.to(prefix.dtype), 0.0)
+        out = prefix.expand(batch, *prefix.shape)
+        for item in items:
+            if item is not None:
+                present = item.present.to(prefix.device)[:, None, None]
+                out = out + torch.where(present, item.tokens.to(prefix.dtype), 0.0)
+        return out
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         b, k, _ = x.shape

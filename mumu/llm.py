@@ -15,8 +15,8 @@ from mumu.config import LLMConfig
 def llama_config(cfg: LLMConfig, from_source: bool = True) -> LlamaConfig:
     """The architecture config: the checkpoint's own when a source is set (and asked for), else cfg.arch."""
     if cfg.source is not None and from_source:
-        return LlamaConfig.from_pretrained(resolve_source(cfg.source))
-    return LlamaConfig(**cfg.arch)
+        return LlamaConfig.from_pretrained(resolve_source(cfg.source), **cfg.overrides)
+    return LlamaConfig(**{**cfg.arch, **cfg.overrides})
 
 
 def audio_token_ids(cfg: LLMConfig, base_vocab: int) -> list[int]:
@@ -27,7 +27,9 @@ def audio_token_ids(cfg: LLMConfig, base_vocab: int) -> list[int]:
 def load_base_llm(cfg: LLMConfig, dtype: torch.dtype | None = None, weights: bool = True) -> LlamaForCausalLM:
     """Build the frozen base LLM: pretrained from cfg.source, or random-init (seeded by the caller)."""
     if cfg.source is not None and weights:
-        model = LlamaForCausalLM.from_pretrained(resolve_source(cfg.source), dtype=dtype)
+        # Parameters the overrides add (e.g. biases) are absent from the source; their values come with the
+        # MuMu checkpoint's trained tensors.
+        model = LlamaForCausalLM.from_pretrained(resolve_source(cfg.source), dtype=dtype, **cfg.overrides)
     else:
         model = LlamaForCausalLM(llama_config(cfg, from_source=weights))
         if dtype is not None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 
 import numpy as np
 import torch
@@ -12,6 +15,7 @@ from PIL import Image
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from adapters.m2ugen import M2UGenMusicAdapter, M2UGenTokenAdapter, check_style
 from adapters.mert import MusicEncoder
 from adapters.understanding import ImageAdapter, MusicAdapter, VideoAdapter
 from adapters.vision import ImageEncoder, VideoEncoder
@@ -73,16 +77,25 @@ class MuMuModel(nn.Module):
         self.music_encoder, self.image_encoder, self.video_encoder = music_encoder, image_encoder, video_encoder
         self.llm = llm
         acfg = config.adapter
-        self.music_adapter = MusicAdapter(music_encoder.num_layers_out, music_encoder.width, acfg)
-        self.image_adapter = ImageAdapter(image_encoder.num_tokens, image_encoder.width, acfg)
-        self.video_adapter = VideoAdapter(video_encoder.temporal_tokens, video_encoder.spatial_tokens,
-                                          video_encoder.width, acfg)
+        check_style(acfg)
+        if acfg.style == "mumu":
+            self.music_adapter = MusicAdapter(music_encoder.num_layers_out, music_encoder.width, acfg)
+            self.image_adapter = ImageAdapter(image_encoder.num_tokens, image_encoder.width, acfg)
+            self.video_adapter = VideoAdapter(video_encoder.temporal_tokens, video_encoder.spatial_tokens,
+                                              video_encoder.width, acfg)
+        else:
+            self.music_adapter = M2UGenMusicAdapter(music_encoder.num_layers_out, music_encoder.width, acfg)
+            self.image_adapter = M2UGenTokenAdapter(image_encoder.num_tokens, image_encoder.width, acfg)
+            self.video_adapter = M2UGenTokenAdapter(video_encoder.num_tokens, video_encoder.width, acfg)
         llm_config = llm.get_base_model().config
         if llm_config.hidden_size != acfg.llm_width:
             raise ValueError(f"adapter.llm_width={acfg.llm_width} but the LLM is {llm_config.hidden_size} wide")
         self.injection = GatedInjection(llm_config, config.injection, acfg.num_tokens)
         self.injection.attach(self.decoder_layers)
         self.projector = OutputProjector(llm_config.hidden_size, config.projector)
+        for pattern in config.trainable.llm_params:
+            if not any(fnmatchcase(name, pattern) for name, _ in llm.named_parameters()):
+                raise ValueError(f"trainable.llm_params pattern {pattern!r} matches no LLM parameter")
 
     def train(self, mode: bool = True) -> MuMuModel:
         """Train mode for what learns; the frozen encoders stay in eval mode (no dropout noise in features)."""
@@ -95,6 +108,12 @@ class MuMuModel(nn.Module):
     def decoder_layers(self) -> nn.ModuleList:
         """The Llama decoder layers (inside the peft wrapper)."""
         return self.llm.get_base_model().model.layers
+
+    @property
+    def projector_source(self) -> nn.Module:
+        """The LLM module whose output the projector reads: the final norm, or decoder layer projector.llm_layer."""
+        layer = self.config.projector.llm_layer
+        return self.llm.get_base_model().model.norm if layer is None else self.decoder_layers[layer]
 
     @property
     def audio_ids(self) -> torch.Tensor:
@@ -157,8 +176,8 @@ class MuMuModel(nn.Module):
         samples that answer with music and samples that answer with text only.
         """
         inputs = self.modality_inputs(media, input_ids.shape[0])
-        with self.injection.inject(inputs, input_ids.shape[0]):
-            out = self.llm(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        with self.injection.inject(inputs, input_ids.shape[0]), module_outputs(self.projector_source) as states:
+            out = self.llm(input_ids=input_ids, attention_mask=attention_mask)
         result = MuMuOutput(logits=out.logits)
         if labels is not None:
             result.ce_loss = F.cross_entropy(
@@ -167,8 +186,7 @@ class MuMuModel(nn.Module):
             result.loss = result.ce_loss
         if decoder_targets is not None:
             rows = list(range(input_ids.shape[0])) if target_rows is None else list(target_rows)
-            hidden = self.audio_hidden(input_ids[rows], out.hidden_states[-1][rows],
-                                       None if labels is None else labels[rows])
+            hidden = self.audio_hidden(input_ids[rows], states[-1][rows], None if labels is None else labels[rows])
             result.projector = self.project(hidden)
             mse, mask = self.projector.loss(result.projector, decoder_targets, decoder_target_masks or {})
             result.mse_loss, result.mask_loss = mse, mask
@@ -178,7 +196,7 @@ class MuMuModel(nn.Module):
     def audio_hidden(
         self, input_ids: torch.Tensor, hidden: torch.Tensor, labels: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """(B, n_aud, H): for each row, the last-layer states at the positions that predict [AUD0..n] in order."""
+        """(B, n_aud, H): for each row, the projector-source states at the positions that predict [AUD0..n] in order."""
         audio = self.audio_ids
         n = len(audio)
         rows = []
@@ -205,6 +223,7 @@ class MuMuModel(nn.Module):
     def set_trainable(self) -> None:
         """requires_grad exactly as config.trainable says; encoders and LLM base weights always frozen."""
         flags = self.config.trainable
+        extra = flags.llm_params
         self.requires_grad_(False)
         for adapter in (self.music_adapter, self.image_adapter, self.video_adapter):
             adapter.requires_grad_(flags.adapters)
@@ -217,6 +236,8 @@ class MuMuModel(nn.Module):
                 param.requires_grad_(flags.audio_tokens)
             elif _is_norm(name):
                 param.requires_grad_(flags.norms)
+            elif any(fnmatchcase(name, pattern) for pattern in extra):
+                param.requires_grad_(True)
 
     def trained_state_dict(self) -> dict[str, torch.Tensor]:
         """Every tensor this project trains (whatever the current stage freezes); nothing from pretrained parts."""
@@ -224,7 +245,24 @@ class MuMuModel(nn.Module):
         for prefix in ("music_adapter", "image_adapter", "video_adapter", "injection", "projector"):
             for name, tensor in getattr(self, prefix).state_dict().items():
                 own[f"{prefix}.{name}"] = tensor
+        extra = self.config.trainable.llm_params
         for name, tensor in self.llm.named_parameters():
-            if "lora_" in name or "trainable_tokens_" in name or _is_norm(name):
+            if "lora_" in name or "trainable_tokens_" in name or _is_norm(name) or any(
+                    fnmatchcase(name, p) for p in extra):
                 own[f"llm.{name}"] = tensor.detach()
         return own
+
+
+@contextmanager
+def module_outputs(module: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Collect the module's output hidden states (a decoder layer's or the final norm's) at every forward."""
+    store: list[torch.Tensor] = []
+
+    def hook(mod: nn.Module, args: tuple, out: torch.Tensor | tuple) -> None:
+        store.append(out[0] if isinstance(out, tuple) else out)
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield store
+    finally:
+        handle.remove()

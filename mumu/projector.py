@@ -10,6 +10,8 @@ from torch import nn
 
 from mumu.config import ProjectorConfig
 
+LAYOUTS = ("tokens", "flat")
+
 
 @dataclass
 class ProjectorOutput:
@@ -28,6 +30,11 @@ class OutputProjector(nn.Module):
         super().__init__()
         if not cfg.streams:
             raise ValueError("projector config has no output streams")
+        if cfg.layout not in LAYOUTS:
+            raise ValueError(f"projector layout must be one of {LAYOUTS}, got {cfg.layout!r}")
+        flat = cfg.layout == "flat"
+        if flat and any(s.masked for s in cfg.streams):
+            raise ValueError("the flat projector layout predicts no keep-masks: set masked=false on every stream")
         self.cfg = cfg
         self.inp = nn.Linear(llm_width, cfg.width)
         self.transformer = nn.Transformer(
@@ -35,9 +42,12 @@ class OutputProjector(nn.Module):
             num_decoder_layers=cfg.decoder_layers, dim_feedforward=cfg.ffn_width, dropout=cfg.dropout,
             batch_first=True,
         )
-        total = sum(s.num_tokens for s in cfg.streams)
+        total = 1 if flat else sum(s.num_tokens for s in cfg.streams)
         self.queries = nn.Parameter(torch.randn(total, cfg.width) * 0.02)
-        self.heads = nn.ModuleDict({s.name: nn.Linear(cfg.width, s.width) for s in cfg.streams})
+        if flat:
+            # One query whose head emits every stream's values at once, cut in stream order (published AudioLDM2).
+            self.flat = nn.Linear(cfg.width, sum(s.num_tokens * s.width for s in cfg.streams))
+        self.heads = nn.ModuleDict({} if flat else {s.name: nn.Linear(cfg.width, s.width) for s in cfg.streams})
         self.mask_heads = nn.ModuleDict({s.name: nn.Linear(cfg.width, 1) for s in cfg.streams if s.masked})
 
     def forward(self, hidden: torch.Tensor) -> ProjectorOutput:
@@ -47,7 +57,14 @@ class OutputProjector(nn.Module):
         out = self.transformer(src, tgt)
         embeds, masks, logits, raw = {}, {}, {}, {}
         start = 0
+        values = self.flat(out[:, 0]) if self.cfg.layout == "flat" else None
         for stream in self.cfg.streams:
+            if values is not None:
+                size = stream.num_tokens * stream.width
+                raw[stream.name] = values[:, start : start + size].reshape(-1, stream.num_tokens, stream.width)
+                start += size
+                embeds[stream.name] = raw[stream.name] / self.cfg.target_scale
+                continue
             chunk = out[:, start : start + stream.num_tokens]
             start += stream.num_tokens
             raw[stream.name] = self.heads[stream.name](chunk)

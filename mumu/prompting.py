@@ -1,5 +1,9 @@
 """Conversation -> token ids: the upstream Alpaca-style template or the tokenizer's chat template.
 
+'m2ugen' is the published prompt exactly (BOS, then the Alpaca text tokenized as one string, no EOS after
+replies): SentencePiece tokenizers mark only the start of a string with a space, so the piecewise 'alpaca'
+rendering gives different ids around its joins.
+
 Trusted template text is tokenized normally; every user- or model-written text goes through encode_text,
 so '[AUD0]' or '</s>' typed by a user stays plain text. Assistant turns that produced music carry their
 [AUD0..7] tokens, as training targets do, and every assistant turn ends with EOS.
@@ -13,7 +17,7 @@ from transformers import PreTrainedTokenizerBase
 
 from mumu.tokens import SpecialIds, encode_text
 
-TEMPLATES = ("alpaca", "chat")
+TEMPLATES = ("alpaca", "chat", "m2ugen")
 ALPACA_HEADER = ("Below is an instruction that describes a task. "
                  "Write a response that appropriately completes the request.\n\n")
 _SENTINEL = "\x00MUMU{}\x00"
@@ -59,6 +63,22 @@ def _alpaca(tokenizer: PreTrainedTokenizerBase, ids: SpecialIds, messages: list[
     return out
 
 
+def _m2ugen(tokenizer: PreTrainedTokenizerBase, ids: SpecialIds, messages: list[Message]) -> list[int]:
+    # The template text holds no special-token strings, so encoding it together with the untrusted texts as one
+    # string (split_special_tokens) keeps '[AUD0]' typed by a user plain text.
+    out, text = [ids.bos], ALPACA_HEADER
+    for message in messages:
+        if message.role == "user":
+            text += f"### Instruction:\n{message.text}\n\n### Response:"
+            continue
+        text += message.text
+        if message.music:  # published targets: reply, a space, then [AUD0..7]
+            out += encode_text(tokenizer, text + " ") + list(ids.audio)
+            text = ""
+        text += "\n\n"
+    return out + encode_text(tokenizer, text)
+
+
 def _chat(tokenizer: PreTrainedTokenizerBase, ids: SpecialIds, messages: list[Message], system: str | None):
     if not tokenizer.chat_template:
         raise ValueError("prompt template 'chat' needs a tokenizer with a chat template; use 'alpaca'")
@@ -87,6 +107,8 @@ def build_prompt(
         raise ValueError("the conversation must end with a user turn")
     if template == "alpaca":
         return _alpaca(tokenizer, ids, messages)
+    if template == "m2ugen":
+        return _m2ugen(tokenizer, ids, messages)
     return _chat(tokenizer, ids, messages, system)
 
 

@@ -131,7 +131,7 @@ def _saved_step(directory: Path) -> int:
 def train_command(args: argparse.Namespace) -> dict[str, Any]:
     """Train one stage and save the result (plus periodic checkpoints) under --out."""
     model = _model(args)
-    model.config.trainable = stage_trainable(args.stage)
+    model.config.trainable = stage_trainable(args.stage, model.config.trainable)
     model.set_trainable()
     for param in model.parameters():
         if param.requires_grad and param.dtype != torch.float32:

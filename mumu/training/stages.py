@@ -22,8 +22,8 @@ STAGE_DATA: dict[int, tuple[str, ...]] = {
 }
 
 
-def stage_trainable(stage: int) -> TrainableConfig:
-    """The trainable set of a stage (a copy, safe to store in a model config)."""
+def stage_trainable(stage: int, current: TrainableConfig | None = None) -> TrainableConfig:
+    """The trainable set of a stage; the model's own extra trained LLM tensors (current.llm_params) are kept."""
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {sorted(STAGES)}, got {stage}")
-    return replace(STAGES[stage])
+    return replace(STAGES[stage], llm_params=list(current.llm_params) if current else [])
