@@ -150,6 +150,11 @@ class MuMuPipeline:
         own = self.config.decoder.kind
         return (own, *(kind for kind in DECODER_KINDS if kind != own))
 
+    @property
+    def loaded_decoders(self) -> tuple[str, ...]:
+        """Decoder kinds built so far (the model's own always); another kind loads in the turn that first uses it."""
+        return tuple(self._decoders)
+
     def decoder_for(self, kind: str | None = None) -> MusicDecoder:
         """The decoder of a kind (None: the model's own); another kind is built on first use, then kept."""
         kind = self.config.decoder.kind if kind is None else self._check_decoder(kind)

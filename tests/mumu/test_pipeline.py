@@ -293,6 +293,7 @@ def test_another_decoder_makes_music_from_the_reply_text_and_is_built_once(pipel
     from generation.audio_out import read_metadata
 
     assert pipeline.decoder_choices == ("musicgen", "musicgen_melody", "audioldm2")
+    assert pipeline.loaded_decoders == ("musicgen",)
     builds = []
     real = module.build_decoder
     monkeypatch.setattr(module, "build_decoder", lambda cfg, **kw: builds.append(cfg.kind) or real(cfg, **kw))
@@ -309,7 +310,7 @@ def test_another_decoder_makes_music_from_the_reply_text_and_is_built_once(pipel
     assert read_metadata(first.audio)["model"].endswith("audioldm2")
 
     second = pipeline.chat(conv, "again", options=_options("always", decoder="audioldm2", seed=4))
-    assert builds == ["audioldm2"]  # built once, then reused
+    assert builds == ["audioldm2"] and pipeline.loaded_decoders == ("musicgen", "audioldm2")  # built once, reused
     assert second.sample_rate == 16000 and "decoder_load" not in second.timings
     assert not any("caption mode" in note for note in second.notes)  # said once per conversation
     own = pipeline.chat(conv, "and with yours", options=_options("always"))
