@@ -30,7 +30,7 @@ def _files(message: dict[str, Any]) -> dict[str, str]:
 def respond(
     pipeline: MuMuPipeline, message: dict[str, Any], history: list[dict[str, Any]], session: Session | None,
     music: str, duration: float, seed: float, random_seed: bool, guidance: float, temperature: float, top_p: float,
-    steps: float, edit: str | None, fit_video: bool = True,
+    steps: float, edit: str | None, fit_video: bool = True, decoder: str | None = None,
 ) -> Iterator[tuple[list[dict[str, Any]], Any, Session, Any]]:
     """Stream one assistant turn into the chat; errors become a visible message, the server keeps serving."""
     session = session or new_session(pipeline)
@@ -41,7 +41,7 @@ def respond(
         sampling = SamplingSettings(duration=float(duration), seed=seed, guidance_scale=float(guidance),
                                     steps=int(steps))
         options = ChatOptions(music=music, fit_video=bool(fit_video), temperature=float(temperature),
-                              top_p=float(top_p), sampling=sampling)
+                              top_p=float(top_p), sampling=sampling, decoder=decoder or None)
         edit_id = edit if edit and edit != NO_EDIT else None
         mark = len(history)
         history = [*history, *({"role": "user", "content": {"path": p}} for p in files.values()),

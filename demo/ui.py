@@ -9,6 +9,7 @@ from typing import Any
 
 import gradio as gr
 
+from demo.gpu import on_gpu, turn_seconds
 from demo.handlers import NO_EDIT, edit_exactly, respond, retry, undo, unlock_input
 from demo.session import close_session
 from mumu.decoding import MUSIC_MODES
@@ -24,13 +25,14 @@ EXAMPLE_MESSAGES = [
 ]
 
 
-def on_gpu(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """On Hugging Face ZeroGPU, run fn with a GPU attached (spaces.GPU); elsewhere fn unchanged."""
-    try:
-        import spaces
-    except ImportError:
-        return fn
-    return spaces.GPU(duration=120)(fn)
+def decoder_label(pipeline: MuMuPipeline, kind: str) -> str:
+    """How the decoder dropdown names a kind: the model's own uses its trained projector, the others a caption."""
+    return f"{kind} ({'trained projector' if kind == pipeline.config.decoder.kind else 'caption mode'})"
+
+
+def steps_slider(kind: str) -> Any:
+    """The AudioLDM2 steps slider, usable only while AudioLDM2 is the chosen decoder."""
+    return gr.Slider(interactive=kind == "audioldm2")
 
 
 def _bound(handler: Callable[..., Any], pipeline: MuMuPipeline) -> Callable[..., Any]:
@@ -44,7 +46,7 @@ def _bound(handler: Callable[..., Any], pipeline: MuMuPipeline) -> Callable[...,
 
 def build_demo(pipeline: MuMuPipeline, banner: str | None = None) -> gr.Blocks:
     """The whole UI around one shared pipeline; every piece of user state is per session."""
-    decoder = pipeline.config.decoder
+    limits, own = pipeline.config.decoder, pipeline.config.decoder.kind
     with gr.Blocks(title="MuMu-LLaMA music assistant", delete_cache=(600, SESSION_TTL_SECONDS)) as demo:
         gr.Markdown("## MuMu-LLaMA: chat about music, attach audio / images / video, get music back")
         if banner:
@@ -59,9 +61,13 @@ def build_demo(pipeline: MuMuPipeline, banner: str | None = None) -> gr.Blocks:
         with gr.Accordion("Music settings", open=False):
             with gr.Row():
                 music = gr.Radio(list(MUSIC_MODES), value="auto", label="Music")
+                decoder = gr.Dropdown(
+                    [(decoder_label(pipeline, kind), kind) for kind in pipeline.decoder_choices], value=own,
+                    label="Decoder", info=f"{own} is conditioned by the model's trained projector; the others make "
+                                          "music from the reply's text (caption mode) and load on first use")
                 edit = gr.Dropdown([NO_EDIT], value=NO_EDIT, label="Edit a generated track")
             with gr.Row():
-                duration = gr.Slider(1, decoder.max_duration, value=10, step=0.5, label="Duration (s)")
+                duration = gr.Slider(1, limits.max_duration, value=10, step=0.5, label="Duration (s)")
                 seed = gr.Number(0, precision=0, minimum=0, label="Seed")
                 random_seed = gr.Checkbox(False, label="Random seed")
                 fit_video = gr.Checkbox(True, label="Match a video's length")
@@ -69,7 +75,8 @@ def build_demo(pipeline: MuMuPipeline, banner: str | None = None) -> gr.Blocks:
                 guidance = gr.Slider(1, 10, value=3, step=0.5, label="Guidance")
                 temperature = gr.Slider(0, 2, value=0, step=0.05, label="Text temperature (0 = greedy)")
                 top_p = gr.Slider(0.05, 1, value=1, step=0.05, label="Text top-p")
-                steps = gr.Slider(5, 200, value=25, step=1, label="AudioLDM2 steps")
+                steps = gr.Slider(5, 200, value=25, step=1, label="AudioLDM2 steps", interactive=own == "audioldm2",
+                                  info="diffusion steps; used only when the decoder is audioldm2")
         with gr.Accordion("Exact edits of the chosen track (no model: tempo, pitch, trim, fades, loop, loudness)",
                           open=False):
             with gr.Row():
@@ -83,17 +90,28 @@ def build_demo(pipeline: MuMuPipeline, banner: str | None = None) -> gr.Blocks:
                 loudness = gr.Number(None, label="Loudness (LUFS, empty = keep)")
             apply_edit = gr.Button("Apply exact edits")
         gr.Examples([[m] for m in EXAMPLE_MESSAGES], inputs=[box], label="Try one (fills the input box)")
-        controls = [music, duration, seed, random_seed, guidance, temperature, top_p, steps, edit, fit_video]
+        # New controls go last, so API callers passing the earlier ones positionally keep working.
+        controls = [music, duration, seed, random_seed, guidance, temperature, top_p, steps, edit, fit_video, decoder]
         with gr.Row():
             stop_button = gr.Button("Stop", variant="stop")
             retry_button = gr.Button("Retry")
             undo_button = gr.Button("Undo")
             gr.ClearButton([chat, box, session], value="Clear")  # a cleared chat starts a new conversation
         outputs = [chat, box, session, edit]
-        sent = box.submit(on_gpu(_bound(respond, pipeline)), [box, chat, session, *controls], outputs,
+        decoder.change(steps_slider, decoder, steps, api_name=False, queue=False)
+
+        # ZeroGPU reserves the GPU per call for as long as the requested music needs (spaces.GPU calls these with
+        # the handler's own arguments).
+        def chat_seconds(message: Any, history: Any, state: Any, *args: Any) -> int:
+            return turn_seconds(pipeline, message, state, *args)
+
+        def retry_seconds(history: Any, state: Any, *args: Any) -> int:
+            return turn_seconds(pipeline, state.sent[-1] if state is not None and state.sent else None, state, *args)
+
+        sent = box.submit(on_gpu(_bound(respond, pipeline), chat_seconds), [box, chat, session, *controls], outputs,
                           api_name="chat", concurrency_limit=1)
-        again = retry_button.click(on_gpu(_bound(retry, pipeline)), [chat, session, *controls], outputs,
-                                   api_name="retry", concurrency_limit=1)
+        again = retry_button.click(on_gpu(_bound(retry, pipeline), retry_seconds), [chat, session, *controls],
+                                   outputs, api_name="retry", concurrency_limit=1)
         undo_button.click(partial(undo, pipeline), [chat, session], [chat, session, edit], api_name="undo")
         apply_edit.click(partial(edit_exactly, pipeline),
                          [chat, session, edit, tempo, semitones, trim, fade_in, fade_out, loop, loudness],

@@ -71,7 +71,8 @@ TINY_AUDIOLDM2_ARCH: dict[str, Any] = {
     "feature_extractor": {"feature_size": 8, "sampling_rate": 16000, "hop_length": 640, "max_length_s": 1,
                           "fft_window_size": 1024, "truncation": "rand_trunc"},
     "t5": {"vocab_size": 520, "d_model": 32, "d_ff": 37, "d_kv": 8, "num_heads": 2, "num_layers": 2},
-    "gpt2": {"n_embd": 16, "n_head": 2, "n_layer": 2, "vocab_size": 520, "n_positions": 128, "bos_token_id": 1,
+    # positions for the longest prompt the tokenizers let through: 4 boundary tokens + CLAP (1) + T5 (128) + 8 generated
+    "gpt2": {"n_embd": 16, "n_head": 2, "n_layer": 2, "vocab_size": 520, "n_positions": 160, "bos_token_id": 1,
              "eos_token_id": 2},
     "projection": {"text_encoder_dim": 16, "text_encoder_1_dim": 32, "langauge_model_dim": 16},
     "vocoder": {"model_in_dim": 8, "sampling_rate": 16000, "upsample_initial_channel": 16, "upsample_rates": [5, 4, 8],

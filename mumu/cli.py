@@ -12,6 +12,7 @@ from adapters.errors import MediaError
 from generation.audio_out import FORMATS, write_audio
 from generation.config import SamplingSettings
 from generation.edits import EditPlan, parse_trim
+from mumu.config import CONDITIONING_MODES
 from mumu.decoding import MUSIC_MODES
 from mumu.info import format_report, report
 from mumu.profiles import DECODER_KINDS, PROFILES, get_profile
@@ -57,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("--vit", help="ViT directory or Hub id (default google/vit-base-patch16-224)")
     convert.add_argument("--vivit", help="ViViT directory or Hub id (default google/vivit-b-16x2-kinetics400)")
     convert.add_argument("--decoder", help="music decoder directory or Hub id (default: the one it was trained for)")
-    convert.add_argument("--conditioning", choices=("caption", "embeddings"), default="caption",
+    convert.add_argument("--conditioning", choices=CONDITIONING_MODES, default="caption",
                          help="how replies condition the decoder: caption (as the published app) or embeddings")
     edit = commands.add_parser(
         "edit", help="exact edits as signal operations",

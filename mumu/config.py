@@ -22,6 +22,7 @@ from generation.config import DecoderConfig
 CONFIG_NAME = "config.json"
 CONFIG_VERSION = 1
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+CONDITIONING_MODES = ("embeddings", "caption")
 
 
 @dataclass
@@ -101,7 +102,11 @@ class TrainableConfig:
 
 @dataclass
 class PipelineConfig:
-    """Conversation handling: prompt template, context budget and per-request limits."""
+    """Conversation handling: prompt template, context budget, per-request limits and how music is conditioned.
+
+    conditioning: "embeddings" (the output projector's prediction conditions the decoder) or "caption" (the
+    assistant's reply text, [AUD] tokens stripped, goes through the decoder's own text encoder).
+    """
 
     template: str = "alpaca"
     # "eos": stop on EOS; "m2ugen": the published rule for models that never learned EOS (stop on "\n###", keep
@@ -115,6 +120,16 @@ class PipelineConfig:
     feature_cache_size: int = 64
     output_lufs: float | None = -14.0
     conditioning: str = "embeddings"
+
+    def __post_init__(self) -> None:
+        check_conditioning(self.conditioning, "pipeline.conditioning")
+
+
+def check_conditioning(value: str, name: str = "conditioning") -> str:
+    """Return value if it is a known conditioning mode, else raise a ValueError naming the choices."""
+    if value not in CONDITIONING_MODES:
+        raise ValueError(f"{name} must be one of {', '.join(CONDITIONING_MODES)}, got {value!r}")
+    return value
 
 
 @dataclass

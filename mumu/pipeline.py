@@ -26,12 +26,13 @@ from generation.edits import EditPlan
 from generation.factory import build_decoder
 from generation.interface import Conditioning, EditSource, MusicDecoder
 from generation.mux import mux_music
-from mumu.builder import build_model
+from mumu.builder import build_model, seeded
 from mumu.checkpoint import from_pretrained as load_checkpoint
+from mumu.config import check_conditioning
 from mumu.decoding import MUSIC_MODES, GenerationSettings, generate
 from mumu.feature_cache import FeatureCache, file_digest
 from mumu.modeling import MediaFeatures, MuMuModel
-from mumu.profiles import get_profile
+from mumu.profiles import DECODER_KINDS, get_profile, sibling_decoder
 from mumu.projector import check_streams
 from mumu.prompting import Message, fit_context
 
@@ -63,6 +64,7 @@ class Conversation:
     media: list[MediaItem] = field(default_factory=list)
     active: dict[str, str] = field(default_factory=dict)
     turn_media: list[tuple[str, ...]] = field(default_factory=list)
+    told_caption_mode: set[str] = field(default_factory=set)  # decoders whose caption-mode note was shown
     _counter: Any = field(default_factory=lambda: itertools.count(1), repr=False)
 
     def item(self, media_id: str, pending: tuple[MediaItem, ...] = ()) -> MediaItem:
@@ -82,6 +84,9 @@ class ChatOptions:
     """Per-turn controls: music mode, text sampling, and the decoder's settings (duration, seed, guidance...).
 
     fit_video: with a video active, the music lasts as long as the clip (capped at the decoder's maximum).
+    decoder: which music decoder (one of MuMuPipeline.decoder_choices); None = the model's own. Any other one runs
+    in caption mode, since the output projector was trained for the model's own decoder only.
+    conditioning: "embeddings" or "caption" (see PipelineConfig.conditioning); None = the config's.
     """
 
     music: str = "auto"
@@ -90,11 +95,17 @@ class ChatOptions:
     temperature: float = 0.0
     top_p: float = 1.0
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
+    decoder: str | None = None
+    conditioning: str | None = None
 
 
 @dataclass
 class Reply:
-    """The assistant's turn: text, the generated track (path and id) if any, and where the time went."""
+    """The assistant's turn: text, the generated track (path and id) if any, and where the time went.
+
+    info: how the track was made (decoder kind, conditioning mode, the caption in caption mode, the decoder's own
+    report); empty when no music was made.
+    """
 
     text: str
     audio: str | None = None
@@ -104,6 +115,7 @@ class Reply:
     timings: dict[str, float] = field(default_factory=dict)
     dropped_turns: int = 0
     notes: list[str] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 class MuMuPipeline:
@@ -117,6 +129,7 @@ class MuMuPipeline:
         self.features = FeatureCache(self.config.pipeline.feature_cache_size)
         self.encoder_runs = {"music": 0, "image": 0, "video": 0}
         self._lock = threading.RLock()
+        self._decoders: dict[str, MusicDecoder] = {self.config.decoder.kind: decoder}
 
     @classmethod
     def from_profile(cls, name: str, decoder: str = "musicgen", device: str = "cpu", out_dir: str | Path = "outputs"):
@@ -129,6 +142,54 @@ class MuMuPipeline:
         """Build from a MuMu checkpoint directory or Hub id."""
         model = load_checkpoint(path_or_id, device=device)
         return cls(model, build_decoder(model.config.decoder, device=device), out_dir)
+
+    # Decoders ------------------------------------------------------------------------------------------------
+    @property
+    def decoder_choices(self) -> tuple[str, ...]:
+        """Decoder kinds a turn may pick: the model's own first (its trained projector), then the caption-mode ones."""
+        own = self.config.decoder.kind
+        return (own, *(kind for kind in DECODER_KINDS if kind != own))
+
+    @property
+    def loaded_decoders(self) -> tuple[str, ...]:
+        """Decoder kinds built so far (the model's own always); another kind loads in the turn that first uses it."""
+        return tuple(self._decoders)
+
+    def decoder_for(self, kind: str | None = None) -> MusicDecoder:
+        """The decoder of a kind (None: the model's own); another kind is built on first use, then kept."""
+        kind = self.config.decoder.kind if kind is None else self._check_decoder(kind)
+        with self._lock:  # one build even when several turns ask at once
+            if kind not in self._decoders:
+                self._decoders[kind] = self._build_decoder(kind)
+            return self._decoders[kind]
+
+    def _check_decoder(self, kind: str) -> str:
+        if kind not in self.decoder_choices:
+            raise ValueError(f"unknown decoder {kind!r}; choose one of {', '.join(self.decoder_choices)}")
+        return kind
+
+    def _build_decoder(self, kind: str) -> MusicDecoder:
+        cfg = sibling_decoder(self.config, kind)
+        weights = next(p for module in self.decoder.components.values() for p in module.parameters())
+        try:
+            # Seeded (apart from the model's own parts' seeds), so a random-init (tiny) decoder is the same every run.
+            with seeded(self.config.seed + 1000 + DECODER_KINDS.index(kind)):
+                return build_decoder(cfg, device=weights.device, dtype=weights.dtype)
+        except OSError as e:
+            raise OSError(f"could not load the {kind} decoder{f' from {cfg.source}' if cfg.source else ''}: {e}") from e
+
+    def _music_plan(self, options: ChatOptions) -> tuple[str, str]:
+        """(decoder kind, conditioning mode) for a turn; a decoder other than the model's own means caption mode."""
+        own = self.config.decoder.kind
+        kind = own if options.decoder is None else self._check_decoder(options.decoder)
+        if options.conditioning is not None:
+            check_conditioning(options.conditioning)
+        if kind == own:
+            return kind, options.conditioning or self.config.pipeline.conditioning
+        if options.conditioning == "embeddings":
+            raise ValueError(f"conditioning='embeddings' needs the model's own decoder ({own}): its projector was "
+                             f"trained for that one; {kind} runs in caption mode")
+        return kind, "caption"
 
     def new_conversation(self) -> Conversation:
         """A fresh conversation with its own output folder."""
@@ -180,6 +241,7 @@ class MuMuPipeline:
         timings: dict[str, float] = {}
         start = time.perf_counter()
         self._check_request(conv, text, options)
+        kind, mode = self._music_plan(options)
         # The conversation changes only when the turn succeeds: bad input leaves it as it was.
         new_items = tuple(self._prepare(conv, p, m) for p, m in ((audio, "music"), (image, "image"),
                                                                   (video, "video")) if p is not None)
@@ -220,7 +282,7 @@ class MuMuPipeline:
                 sampling = replace(sampling, duration=round(seconds, 3))
             if on_stage is not None:
                 on_stage("music")
-            self._make_music(conv, reply, result.audio_hidden, sampling, source_item, text)
+            self._make_music(conv, reply, result.audio_hidden, sampling, source_item, text, kind, mode)
             if video_item is not None:
                 tick = time.perf_counter()
                 # Read back the written file (loudness-normalised): the clip carries exactly the delivered track.
@@ -235,6 +297,8 @@ class MuMuPipeline:
                 conv.media = [item for item in conv.media if item.id != reply.track]
             raise Cancelled("the turn was stopped")
         conv.media.extend(new_items)
+        if reply.audio and kind != self.config.decoder.kind:
+            conv.told_caption_mode.add(kind)
         conv.active = {m: i for m, i in active.items() if not conv.item(i, new_items).generated}
         conv.messages = [*messages, Message("assistant", reply.text, music=reply.audio is not None)]
         conv.turn_media.append((*(item.id for item in new_items), *([reply.track] if reply.track else [])))
@@ -256,35 +320,54 @@ class MuMuPipeline:
         options.sampling.validate(self.config.decoder.max_duration)
 
     def _make_music(self, conv: Conversation, reply: Reply, hidden: torch.Tensor, sampling: SamplingSettings,
-                    source_item: MediaItem | None, prompt_text: str) -> None:
+                    source_item: MediaItem | None, prompt_text: str, kind: str, mode: str) -> None:
         tick = time.perf_counter()
+        first_use = kind not in self._decoders
+        decoder = self.decoder_for(kind)
+        if first_use:
+            reply.timings["decoder_load"] = time.perf_counter() - tick
         source = None
         settings = sampling
         if source_item is not None:
             wav, rate = load_audio_native(source_item.path, self.config.limits)
-            mode = "melody" if self.config.decoder.kind == "musicgen_melody" else "continue"
-            source = EditSource(wav, rate, mode)
-            if mode == "continue":  # the requested duration is the new music; the source comes first
+            edit_mode = "melody" if kind == "musicgen_melody" else "continue"
+            source = EditSource(wav, rate, edit_mode)
+            if edit_mode == "continue":  # the requested duration is the new music; the source comes first
                 settings = SamplingSettings(**{**sampling.__dict__, "duration": len(wav) / rate + sampling.duration})
-                settings.validate(self.config.decoder.max_duration)
+                settings.validate(decoder.config.max_duration)
+        info: dict[str, Any] = {"decoder": kind, "conditioning": mode}
+        tick = time.perf_counter()
         with self._lock:
-            out = self.model.project(hidden[None].to(self.model.device))
-            cond = Conditioning(embeds={k: v.detach() for k, v in out.embeds.items()},
-                                masks={k: v.detach() for k, v in out.masks.items()})
-            reply.timings["projector"] = time.perf_counter() - tick
+            if mode == "embeddings":
+                out = self.model.project(hidden[None].to(self.model.device))
+                cond = Conditioning(embeds={k: v.detach() for k, v in out.embeds.items()},
+                                    masks={k: v.detach() for k, v in out.masks.items()})
+                reply.timings["projector"] = time.perf_counter() - tick
+            else:
+                # The reply text never holds the [AUD] tokens (decoding drops them); an empty reply falls back to
+                # what the user asked for, so the decoder always has something to follow.
+                caption = reply.text.strip() or prompt_text.strip()
+                cond = Conditioning(caption=caption)
+                info["caption"] = caption
+                if kind != self.config.decoder.kind and kind not in conv.told_caption_mode:
+                    reply.notes.append(f"{kind} is not the decoder this model's projector was trained for "
+                                       f"({self.config.decoder.kind}), so it made the music from the reply's text "
+                                       "through its own text encoder (caption mode)")
             tick = time.perf_counter()
-            audio = self.decoder.generate(cond, settings, source)
+            audio = decoder.generate(cond, settings, source)
         reply.timings["decoder"] = time.perf_counter() - tick
         tick = time.perf_counter()
         item_id = conv._new_id("music", True)
         conv.out_dir.mkdir(parents=True, exist_ok=True)
-        model_name = f"mumu-{self.config.profile}/{audio.info.get('decoder', self.config.decoder.kind)}"
+        model_name = f"mumu-{self.config.profile}/{audio.info.get('decoder', kind)}"
         path = write_audio(conv.out_dir / f"{item_id}.wav", audio.waveform, audio.sample_rate,
                            loudness_lufs=self.config.pipeline.output_lufs,
-                           metadata={"prompt": prompt_text, "seed": settings.seed, "model": model_name})
+                           metadata={"prompt": prompt_text, "seed": settings.seed, "model": model_name,
+                                     "conditioning": mode})
         reply.timings["write"] = time.perf_counter() - tick
         conv.media.append(MediaItem(item_id, "music", path, file_digest(path), generated=True))
         reply.audio, reply.sample_rate, reply.track = str(path), audio.sample_rate, item_id
+        reply.info = {**info, "decoder_info": audio.info}
 
     def edit_track(self, conv: Conversation, media_id: str, plan: EditPlan) -> MediaItem:
         """Apply exact signal edits to a track of the conversation; the result is a new track of its own."""

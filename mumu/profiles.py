@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,22 @@ def tiny_decoder(kind: str) -> DecoderConfig:
     """The tiny random-init decoder for a kind, captioning with the repo's tiny tokenizer."""
     arch = TINY_AUDIOLDM2_ARCH if kind == "audioldm2" else TINY_ARCHS[kind]
     return DecoderConfig(kind=kind, tokenizer=TINY_TOKENIZER, arch=arch)
+
+
+def sibling_decoder(config: MuMuConfig, kind: str) -> DecoderConfig:
+    """Another decoder kind from the same family as config's model (tiny ones for tiny, published ones otherwise).
+
+    The model's own kind gives its own config (a MusicGen model keeps its size). MusicGen for a MusicGen-Melody or
+    AudioLDM2 model is medium: the full profile's default and the 1.5B class of MusicGen-Melody. The length limits
+    are the model's own, so one duration range holds whichever decoder a turn picks.
+    """
+    _check_decoder(kind)
+    own = config.decoder
+    if kind == own.kind:
+        return own
+    cfg = tiny_decoder(kind) if config.profile == "tiny" else full_decoder(kind, "medium")
+    return replace(cfg, max_duration=own.max_duration, window_seconds=own.window_seconds,
+                   overlap_seconds=own.overlap_seconds)
 
 
 TINY_DECODERS: dict[str, list[tuple[str, int, int, bool]]] = {

@@ -27,9 +27,10 @@ def song(tmp_path):
     return path
 
 
-def _ask(client, text, files=(), music="always", duration=1.0):
+def _ask(client, text, files=(), music="always", duration=1.0, *later):
+    """A /chat call; `later` are the controls after the edit choice (match a video's length, decoder)."""
     return client.predict({"text": text, "files": [handle_file(str(f)) for f in files]}, [], music, duration, 0,
-                          False, 3, 0, 1, 25, "(none)", api_name="/chat")
+                          False, 3, 0, 1, 25, "(none)", *later, api_name="/chat")
 
 
 def _parts(history, role):
@@ -143,3 +144,20 @@ def test_exact_edit_controls_through_the_api(server):
         client.predict([], track, 1, 0, "5:9", 0, 0, 1, None, api_name="/edit")
     with pytest.raises(AppError, match="choose a generated track"):
         client.predict([], "(none)", 1, 0, "", 0, 0, 1, None, api_name="/edit")
+
+
+def test_choosing_audioldm2_in_the_demo_makes_music_from_the_reply_text(server):
+    url, pipeline = server
+    client = Client(url, verbose=False)
+    history, _, _ = _ask(client, "a calm piano piece", (), "always", 1.0, True, "audioldm2")
+    (track,) = [p for p in _parts(history, "assistant") if p.get("component") == "audio"]
+    info = sf.info(track["value"])
+    assert info.samplerate == 16000 and info.duration == pytest.approx(1.0)  # AudioLDM2's rate, not MusicGen's
+    notes = [p["text"] for p in _parts(history, "assistant") if p["type"] == "text"]
+    assert any("audioldm2 is not the decoder" in n and "caption mode" in n for n in notes)
+    assert "audioldm2" in pipeline.loaded_decoders
+    history, _, _ = _ask(client, "and now with the trained projector", (), "always", 1.0, True, "musicgen")
+    tracks = [p for p in _parts(history, "assistant") if p.get("component") == "audio"]
+    assert sf.info(tracks[-1]["value"]).samplerate == 8000
+    with pytest.raises(AppError, match="jukebox is not in the list of choices"):  # API callers bypass the dropdown
+        _ask(client, "music", (), "always", 1.0, True, "jukebox")

@@ -33,6 +33,7 @@ from mumu.config import (
     ProjectorConfig,
     ProjectorStream,
     TrainableConfig,
+    check_conditioning,
 )
 from mumu.upstream import keymap
 from mumu.upstream.compare import check_component, iter_prefixed, local_dir, same_values, weight_loaders
@@ -47,7 +48,6 @@ HUB_ARCHS = {"m-a-p/MERT-v1-330M": MERT_V1_330M_ARCH, "google/vit-base-patch16-2
 MUSICGEN_BY_WIDTH = {1024: "small", 1536: "medium", 2048: "large"}  # MusicGen decoder width -> size
 AUDIOLDM2_MUSIC = "cvssp/audioldm2-music"
 AUDIOLDM2_DIMS = (1024, 768, 8)  # T5 width, GPT-2 width, GPT-2 tokens of cvssp/audioldm2-music
-CONDITIONING = ("caption", "embeddings")
 LLM_FILES = ["*.json", "*.safetensors", "tokenizer*"]
 COMPONENT_FILES = ["*.json", "*model*.safetensors"]
 _CONFIG_METADATA = ("model_type", "architectures", "transformers_version", "_name_or_path", "dtype", "torch_dtype",
@@ -191,8 +191,7 @@ def convert(
     vivit: str | None = None, decoder: str | None = None, conditioning: str = "caption",
 ) -> ConversionReport:
     """Write out/config.json, out/model.safetensors and out/conversion.json; return the report."""
-    if conditioning not in CONDITIONING:
-        raise ValueError(f"conditioning must be one of {CONDITIONING}, got {conditioning!r}")
+    check_conditioning(conditioning)
     state = load_state(checkpoint)
     layout = detect_layout(state)
     report = ConversionReport(str(checkpoint), str(out), asdict(layout), unexpected_keys=check_keys(state, layout))

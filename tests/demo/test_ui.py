@@ -1,15 +1,12 @@
-"""Demo building blocks: bundled examples load through the real loaders, the ZeroGPU hook, the tiny banner."""
+"""Demo building blocks: bundled examples load through the real loaders, the tiny banner, the decoder control."""
 
 from __future__ import annotations
-
-import sys
-import types
 
 from adapters.audio_io import load_audio
 from adapters.image_io import load_image
 from adapters.media import detect_kind
 from adapters.video_io import load_video_frames
-from demo.ui import EXAMPLE_MESSAGES, build_demo, on_gpu
+from demo.ui import EXAMPLE_MESSAGES, build_demo
 from mumu.pipeline import MuMuPipeline
 
 
@@ -21,24 +18,6 @@ def test_examples_exist_and_load():
                   "video": lambda p: load_video_frames(p, 8)}[kind](path)
         assert loaded is not None
         assert message["text"].strip()
-
-
-def test_on_gpu_uses_spaces_when_present(monkeypatch):
-    def handler(x):
-        return x
-
-    assert on_gpu(handler) is handler  # no spaces package here
-    calls = []
-    fake = types.ModuleType("spaces")
-
-    def gpu(duration):
-        calls.append(duration)
-        return lambda fn: ("wrapped", fn)
-
-    fake.GPU = gpu
-    monkeypatch.setitem(sys.modules, "spaces", fake)
-    assert on_gpu(handler) == ("wrapped", handler)
-    assert calls == [120]
 
 
 def _texts(tmp_path, banner):
@@ -53,3 +32,18 @@ def test_banner_is_shown_when_given(tmp_path):
 
 def test_no_banner_for_real_weights(tmp_path):
     assert not any("**Note:**" in t for t in _texts(tmp_path, None))
+
+
+def test_decoder_dropdown_offers_every_decoder_and_says_which_run_in_caption_mode(tmp_path):
+    from demo.ui import steps_slider
+
+    pipeline = MuMuPipeline.from_profile("tiny", out_dir=tmp_path)
+    components = build_demo(pipeline).get_config_file()["components"]
+    (decoder,) = [c["props"] for c in components if c["props"].get("label") == "Decoder"]
+    assert decoder["value"] == "musicgen"
+    assert [tuple(c) for c in decoder["choices"]] == [
+        ("musicgen (trained projector)", "musicgen"), ("musicgen_melody (caption mode)", "musicgen_melody"),
+        ("audioldm2 (caption mode)", "audioldm2")]
+    (steps,) = [c["props"] for c in components if c["props"].get("label") == "AudioLDM2 steps"]
+    assert steps["interactive"] is False and "only when the decoder is audioldm2" in steps["info"]
+    assert steps_slider("audioldm2").interactive and not steps_slider("musicgen").interactive

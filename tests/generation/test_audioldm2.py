@@ -131,6 +131,13 @@ def test_guidance_is_applied_in_caption_mode(decoder: AudioLDM2Decoder) -> None:
     assert differ(plain.waveform, guided.waveform)
 
 
+def test_a_caption_longer_than_the_tokenizers_take_is_cut_not_fatal(decoder: AudioLDM2Decoder) -> None:
+    # an LLM reply used as a caption can be hundreds of tokens: the text encoders see their maximum, GPT-2 fits it
+    long = " ".join([CAPTION] * 200)
+    assert len(decoder.pipe.tokenizer_2(long).input_ids) > decoder.pipe.tokenizer_2.model_max_length
+    assert decoder.generate(Conditioning(caption=long), fast()).waveform.shape == (4000,)
+
+
 def test_caption_is_only_used_for_ranking_when_embeddings_are_given(
     decoder: AudioLDM2Decoder, cond: Conditioning
 ) -> None:

@@ -71,3 +71,30 @@ def test_auto_profile_uses_full_only_when_every_source_is_local(tmp_path, monkey
     config, reason = profiles.resolve_profile("auto")
     assert config is local
     assert reason is None
+
+
+def test_conditioning_mode_is_checked_when_a_config_loads(tmp_path):
+    data = tiny().to_dict()
+    assert data["pipeline"]["conditioning"] == "embeddings"
+    data["pipeline"]["conditioning"] = "captions"
+    with pytest.raises(ValueError, match=r"pipeline\.conditioning must be one of embeddings, caption, got 'captions'"):
+        MuMuConfig.from_dict(data)
+    del data["pipeline"]["conditioning"]  # config.json files written before the field existed still load
+    assert MuMuConfig.from_dict(data).pipeline.conditioning == "embeddings"
+
+
+def test_other_decoders_come_from_the_models_profile_family():
+    from mumu.profiles import sibling_decoder, tiny_decoder
+
+    model = full(decoder="audioldm2")
+    model.decoder.max_duration = 60.0
+    musicgen = sibling_decoder(model, "musicgen")
+    assert (musicgen.source, musicgen.max_duration) == ("facebook/musicgen-medium", 60.0)
+    assert sibling_decoder(model, "musicgen_melody").source == "facebook/musicgen-melody"
+    assert sibling_decoder(model, "audioldm2") is model.decoder
+    small = full(decoder="musicgen", musicgen_size="small")
+    assert sibling_decoder(small, "musicgen") is small.decoder  # the model's own MusicGen keeps its size
+    assert sibling_decoder(small, "audioldm2").source == "cvssp/audioldm2-music"
+    assert sibling_decoder(tiny(), "audioldm2") == tiny_decoder("audioldm2")
+    with pytest.raises(ValueError, match="unknown decoder 'jukebox'"):
+        sibling_decoder(tiny(), "jukebox")

@@ -17,8 +17,9 @@ from mumu.pipeline import ChatOptions, MuMuPipeline
 SR = 24000
 
 
-def _options(music="never", **kw):
-    return ChatOptions(music=music, max_new_tokens=12, sampling=SamplingSettings(duration=0.3, **kw))
+def _options(music="never", decoder=None, conditioning=None, **kw):
+    return ChatOptions(music=music, max_new_tokens=12, decoder=decoder, conditioning=conditioning,
+                       sampling=SamplingSettings(duration=0.3, **kw))
 
 
 @pytest.fixture
@@ -150,6 +151,12 @@ def test_concurrent_conversations_get_their_own_answers_and_files(pipeline):
     ({"text": "hi", "options": ChatOptions(sampling=SamplingSettings(duration=0))}, "duration=0 is out of range"),
     ({"text": "hi", "use": {"music": "music-9"}}, "no media 'music-9'"),
     ({"text": "hi", "edit": "track-1"}, "no media 'track-1'"),
+    ({"text": "hi", "options": ChatOptions(decoder="jukebox")},
+     "unknown decoder 'jukebox'; choose one of musicgen, musicgen_melody, audioldm2"),
+    ({"text": "hi", "options": ChatOptions(conditioning="words")},
+     "conditioning must be one of embeddings, caption, got 'words'"),
+    ({"text": "hi", "options": ChatOptions(decoder="audioldm2", conditioning="embeddings")},
+     r"conditioning='embeddings' needs the model's own decoder \(musicgen\)"),
 ])
 def test_bad_requests_leave_the_conversation_unchanged(pipeline, kwargs, message):
     conv = pipeline.new_conversation()
@@ -279,3 +286,77 @@ def test_exact_edits_of_a_track_become_a_new_track(pipeline, song):
         pipeline.edit_track(conv, "music-1", EditPlan(tempo=9))
     with pytest.raises(ValueError, match="no media 'track-9'"):
         pipeline.edit_track(conv, "track-9", EditPlan())
+
+
+def test_another_decoder_makes_music_from_the_reply_text_and_is_built_once(pipeline, monkeypatch):
+    import mumu.pipeline as module
+    from generation.audio_out import read_metadata
+
+    assert pipeline.decoder_choices == ("musicgen", "musicgen_melody", "audioldm2")
+    assert pipeline.loaded_decoders == ("musicgen",)
+    builds = []
+    real = module.build_decoder
+    monkeypatch.setattr(module, "build_decoder", lambda cfg, **kw: builds.append(cfg.kind) or real(cfg, **kw))
+    conv = pipeline.new_conversation()
+    first = pipeline.chat(conv, "calm piano", options=_options("always", decoder="audioldm2", seed=4))
+    assert first.sample_rate == 16000 and sf.info(first.audio).samplerate == 16000
+    assert sf.info(first.audio).duration == pytest.approx(0.3, abs=0.01)
+    assert first.info["decoder"] == "audioldm2" and first.info["conditioning"] == "caption"
+    assert first.info["caption"] == (first.text or "calm piano")
+    assert first.info["decoder_info"]["mode"] == "caption"
+    assert "decoder_load" in first.timings and "projector" not in first.timings
+    assert any("caption mode" in note for note in first.notes)
+    assert read_metadata(first.audio)["conditioning"] == "caption"
+    assert read_metadata(first.audio)["model"].endswith("audioldm2")
+
+    second = pipeline.chat(conv, "again", options=_options("always", decoder="audioldm2", seed=4))
+    assert builds == ["audioldm2"] and pipeline.loaded_decoders == ("musicgen", "audioldm2")  # built once, reused
+    assert second.sample_rate == 16000 and "decoder_load" not in second.timings
+    assert not any("caption mode" in note for note in second.notes)  # said once per conversation
+    own = pipeline.chat(conv, "and with yours", options=_options("always"))
+    assert own.sample_rate == 8000 and own.info["conditioning"] == "embeddings" and "projector" in own.timings
+    assert pipeline.decoder_for() is pipeline.decoder and builds == ["audioldm2"]
+    # A random-init decoder is seeded: another pipeline builds the very same one.
+    again = MuMuPipeline.from_profile("tiny", out_dir=pipeline.out_dir).decoder_for("audioldm2")
+    for key, value in pipeline.decoder_for("audioldm2").pipe.unet.state_dict().items():
+        assert again.pipe.unet.state_dict()[key].equal(value)
+
+
+def test_caption_mode_with_the_models_own_decoder(pipeline):
+    conv = pipeline.new_conversation()
+    reply = pipeline.chat(conv, "bright synth", options=_options("always", conditioning="caption"))
+    assert reply.sample_rate == 8000 and reply.info["conditioning"] == "caption"
+    assert reply.info["decoder_info"]["mode"] == "caption" and "projector" not in reply.timings
+    assert reply.notes == []  # the user chose it: nothing to explain
+    pipeline.config.pipeline.conditioning = "caption"  # the config's default, used when the turn says nothing
+    assert pipeline.chat(conv, "more", options=_options("always")).info["conditioning"] == "caption"
+
+
+def test_edits_follow_the_chosen_decoder(pipeline, song):
+    conv = pipeline.new_conversation()
+    pipeline.chat(conv, "listen", audio=song, options=_options())
+    melody = pipeline.chat(conv, "keep its melody", edit="music-1",
+                           options=_options("always", decoder="musicgen_melody"))
+    assert melody.info["decoder_info"]["melody"] and melody.info["conditioning"] == "caption"
+    assert sf.info(melody.audio).duration == pytest.approx(0.3, abs=0.01)
+    before = list(conv.messages)
+    with pytest.raises(ValueError, match="the AudioLDM2 decoder cannot edit audio"):
+        pipeline.chat(conv, "edit it", edit="music-1", options=_options("always", decoder="audioldm2"))
+    assert conv.messages == before
+
+
+def test_a_decoder_that_fails_to_load_leaves_the_conversation_unchanged(pipeline, monkeypatch):
+    import mumu.pipeline as module
+
+    real = module.build_decoder
+
+    def offline(cfg, **kwargs):
+        raise OSError("no connection to the Hub")
+
+    monkeypatch.setattr(module, "build_decoder", offline)
+    conv = pipeline.new_conversation()
+    with pytest.raises(OSError, match=r"could not load the audioldm2 decoder: no connection"):
+        pipeline.chat(conv, "hi", options=_options("always", decoder="audioldm2"))
+    assert conv.messages == [] and conv.media == [] and conv.turn_media == [] and conv.told_caption_mode == set()
+    monkeypatch.setattr(module, "build_decoder", real)  # a failed build is not remembered: the next turn retries
+    assert pipeline.chat(conv, "hi", options=_options("always", decoder="audioldm2")).sample_rate == 16000
