@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import queue
+import re
 import threading
 import time
 import uuid
@@ -15,11 +16,10 @@ from typing import Any
 
 import torch
 
-from adapters.audio_io import load_audio, load_audio_native
+from adapters.audio_io import load_audio_native
 from adapters.errors import MediaError
-from adapters.image_io import load_image
 from adapters.media import accepted, detect_kind
-from adapters.video_io import load_video_frames, video_duration
+from adapters.video_io import video_duration
 from generation.audio_out import write_audio
 from generation.config import SamplingSettings
 from generation.edits import EditPlan
@@ -30,12 +30,13 @@ from mumu.builder import build_model, seeded
 from mumu.checkpoint import from_pretrained as load_checkpoint
 from mumu.config import check_conditioning
 from mumu.decoding import MUSIC_MODES, GenerationSettings, generate
-from mumu.feature_cache import FeatureCache, file_digest
+from mumu.feature_cache import FeatureCache, encode_file, file_digest
 from mumu.modeling import MediaFeatures, MuMuModel
 from mumu.profiles import DECODER_KINDS, get_profile, sibling_decoder
 from mumu.projector import check_streams
 from mumu.prompting import Message, fit_context
 
+_BYTE_PIECE = re.compile(r"<0x[0-9A-Fa-f]{2}>")
 KIND_TO_MODALITY = {"audio": "music", "image": "image", "video": "video"}
 
 
@@ -129,6 +130,7 @@ class MuMuPipeline:
         self.features = FeatureCache(self.config.pipeline.feature_cache_size)
         self.encoder_runs = {"music": 0, "image": 0, "video": 0}
         self._lock = threading.RLock()
+        self._byte_tokens = byte_fallback_tokens(model.tokenizer)
         self._decoders: dict[str, MusicDecoder] = {self.config.decoder.kind: decoder}
 
     @classmethod
@@ -197,14 +199,6 @@ class MuMuPipeline:
         return Conversation(id=conv_id, out_dir=self.out_dir / conv_id)
 
     # Media ---------------------------------------------------------------------------------------------------
-    def _encode(self, modality: str, path: Path) -> torch.Tensor:
-        limits = self.config.limits
-        if modality == "music":
-            return self.model.encode_music(load_audio(path, self.config.music_encoder.sample_rate, limits))
-        if modality == "image":
-            return self.model.encode_image(load_image(path, limits))
-        return self.model.encode_video(load_video_frames(path, self.model.video_encoder.num_frames, limits))
-
     def features_for(self, item: MediaItem) -> torch.Tensor:
         """Encoder features of an item, from the content-hash cache when this file was seen before."""
         key = (item.modality, item.digest)
@@ -212,7 +206,7 @@ class MuMuPipeline:
         if cached is not None:
             return cached
         with self._lock:
-            features = self._encode(item.modality, item.path)
+            features = encode_file(self.model, item.modality, item.path, self.config.limits)
             self.encoder_runs[item.modality] += 1
         self.features.put(key, features)
         return features
@@ -269,7 +263,7 @@ class MuMuPipeline:
                                       music=options.music, seed=options.sampling.seed)
         tick = time.perf_counter()
         with self._lock:
-            streamer = _TextStream(self.model, on_text, stop)
+            streamer = _TextStream(self.model, on_text, stop, self._byte_tokens)
             result = generate(self.model, [prompt], media, settings, on_token=streamer)[0]
         streamer.flush()
         timings["llm"] = time.perf_counter() - tick
@@ -435,21 +429,32 @@ class MuMuPipeline:
         yield {"type": "reply", "reply": outcome["reply"]}
 
 
+def byte_fallback_tokens(tokenizer: Any) -> frozenset[int]:
+    """Ids of SentencePiece byte-fallback tokens ('<0x41>'), empty for tokenizers without them."""
+    if tokenizer is None:
+        return frozenset()
+    return frozenset(i for piece, i in tokenizer.get_vocab().items() if _BYTE_PIECE.fullmatch(piece))
+
+
 class _TextStream:
     """Turns generated token ids into text deltas (decoding the whole reply so far keeps multi-byte pieces whole)."""
 
-    def __init__(self, model: MuMuModel, emit: Any, stop: threading.Event | None) -> None:
+    def __init__(self, model: MuMuModel, emit: Any, stop: threading.Event | None, byte_tokens: frozenset[int]) -> None:
         self.model, self.emit, self.stop = model, emit, stop
         self.ids: list[int] = []
         self.sent = ""
         self.skip = {*model.ids.audio, model.ids.eos}
+        self.byte_tokens = byte_tokens
 
     def __call__(self, row: int, token: int) -> None:
         if self.stop is not None and self.stop.is_set():
             raise Cancelled("the turn was stopped")
         if self.emit is not None and token not in self.skip:
             self.ids.append(token)
-            self._send(final=False)
+            # A run of byte-fallback tokens decodes as one group: a later byte can turn earlier, already valid
+            # characters into U+FFFD. Sending only once the run ends keeps the stream equal to the final text.
+            if token not in self.byte_tokens:
+                self._send(final=False)
 
     def flush(self) -> None:
         """Send whatever is left, including a trailing incomplete character, once generation ended."""

@@ -37,10 +37,12 @@ LLAMA2_7B_ARCH: dict[str, Any] = dict(
     num_key_value_heads=32, max_position_embeddings=4096, rms_norm_eps=1e-5, tie_word_embeddings=False,
     bos_token_id=1, eos_token_id=2,
 )
+# initializer_range: Llama's 0.02 is sized for 4096-wide layers; at width 64 it leaves attention uniform, so context
+# barely reaches later positions and the tiny model cannot learn from what it reads (bench/learning_probe.py).
 TINY_LLAMA_ARCH: dict[str, Any] = dict(
     vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=7, num_attention_heads=4,
     num_key_value_heads=2, max_position_embeddings=2048, rms_norm_eps=1e-5, tie_word_embeddings=False,
-    bos_token_id=1, eos_token_id=2, pad_token_id=0,
+    bos_token_id=1, eos_token_id=2, pad_token_id=0, initializer_range=0.2,
 )
 
 # Conditioning each decoder reads, as projector streams (name, tokens, width, masked).

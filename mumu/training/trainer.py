@@ -132,6 +132,13 @@ class Trainer:
         # Rows without some modality leave that adapter unused in a step: DDP must not wait for its gradients.
         ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
         self.accelerator = Accelerator(mixed_precision=settings.mixed_precision, kwargs_handlers=[ddp])
+        deepspeed = self.accelerator.state.deepspeed_plugin
+        if deepspeed is not None:
+            # DeepSpeed's engine steps inside backward(); it cannot see this loop's accumulation boundaries.
+            if settings.grad_accum != 1:
+                raise ValueError("with DeepSpeed use --grad-accum 1 and set gradient_accumulation_steps in the "
+                                 "accelerate/DeepSpeed config instead")
+            deepspeed.deepspeed_config["train_micro_batch_size_per_gpu"] = settings.batch_size
         set_seed(settings.seed)
         self.raw_model = model
         self.train_set, self.eval_set = train_set, eval_set
@@ -237,7 +244,9 @@ class Trainer:
                 bar.update()
                 last = {k: sum(p[k] for p in window if k in p) / sum(k in p for p in window)
                         for k in {k for p in window for k in p}}
-                last.update(lr=self.scheduler.get_last_lr()[0], grad_norm=float(grad_norm), epoch=pos.epoch)
+                last.update(lr=self.scheduler.get_last_lr()[0], epoch=pos.epoch)
+                if grad_norm is not None:  # None where the backend (DeepSpeed) clips inside its own step
+                    last["grad_norm"] = float(grad_norm)
                 window = []
                 if pos.step % s.log_every == 0 or pos.step == self.total_steps:
                     last["seconds"] = round(time.perf_counter() - tick, 3)
