@@ -109,6 +109,20 @@ def test_projector_loss_is_reported_separately_and_masked(model):
     torch.testing.assert_close(again.mse_loss, out.mse_loss)
 
 
+def test_mse_covers_only_the_rows_that_make_music(model):
+    ids, labels, targets, masks = _music_batch(model)
+    text_only = torch.tensor([[*prompt_ids(model, "Who plays?"), model.ids.eos]])
+    width = ids.shape[1]
+    batch = torch.cat([torch.nn.functional.pad(text_only, (0, width - text_only.shape[1])), ids])
+    batch_labels = torch.cat([torch.full((1, width), -100), labels])
+    attention = (torch.arange(width)[None] < torch.tensor([[text_only.shape[1]], [width]])).long()
+    mixed = model(batch, attention_mask=attention, labels=batch_labels, decoder_targets=targets,
+                  decoder_target_masks=masks, target_rows=[1])
+    alone = model(ids, labels=labels, decoder_targets=targets, decoder_target_masks=masks)
+    torch.testing.assert_close(mixed.mse_loss, alone.mse_loss)
+    torch.testing.assert_close(mixed.mask_loss, alone.mask_loss)
+
+
 def test_audio_hidden_is_the_state_before_each_aud_token(model):
     ids, labels, _, _ = _music_batch(model)
     hidden = torch.randn(1, ids.shape[1], 64)

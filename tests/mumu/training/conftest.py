@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.learning_probe import SR, clip, picture, tone
+from bench.learning_probe import SR, clip, picture, pulses
 
 
 def write_dataset(root: Path, n: int = 4, seed: int = 0) -> dict[str, Path]:
@@ -20,16 +20,16 @@ def write_dataset(root: Path, n: int = 4, seed: int = 0) -> dict[str, Path]:
 
     audio, images, videos = {}, {}, {}
     for i in range(n):
-        register = ("low", "high")[i % 2]
-        sf.write(root / f"audios/{i}.wav", tone(rng, register), SR, subtype="PCM_16")
-        audio[f"audios/{i}.wav"] = f"a {register} pitched tone"
+        tempo = ("slow", "fast")[i % 2]
+        sf.write(root / f"audios/{i}.wav", pulses(rng, tempo), SR, subtype="PCM_16")
+        audio[f"audios/{i}.wav"] = f"clicks at a {tempo} tempo"
         colour = ("red", "blue")[i % 2]
         picture(rng, colour).save(root / f"images/{i}.png")
         images[f"images/{i}.png"] = f"a {colour} picture"
     for i, direction in enumerate(("left", "right")):
         clip(root / f"videos/{i}.mp4", rng, direction)
         videos[f"videos/{i}.mp4"] = f"a square moving {direction}"
-    qa = [{"audio_name": name, "conversation": [{"from": "human", "value": "High or low?"},
+    qa = [{"audio_name": name, "conversation": [{"from": "human", "value": "Slow or fast?"},
                                                  {"from": "gpt", "value": caption}]}
           for name, caption in audio.items()]
     muimage = [{"input_file": name, "output_file": f"audios/{i}.wav", "conversation": [

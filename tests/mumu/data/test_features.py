@@ -1,0 +1,60 @@
+"""Feature store round trip (sharded safetensors + index), content keys, fingerprint, held-out split."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mumu.data.dataset import split_records
+from mumu.data.features import FeatureStore, caption_key, fingerprint, media_key
+from mumu.data.records import Record, Turn
+from mumu.profiles import tiny
+
+
+def test_store_round_trips_through_shards(tmp_path):
+    store = FeatureStore("abc")
+    entries = {f"music/{i}": {"features": torch.randn(3, 4, 8)} for i in range(5)}
+    entries["target/x"] = {"encoder_hidden_states": torch.randn(6, 32)}
+    for key, tensors in entries.items():
+        store.put(key, tensors)
+    store.save(tmp_path, shard_bytes=1000)  # forces several shards
+    assert len(list(tmp_path.glob("features-*.safetensors"))) > 1
+    loaded = FeatureStore.open(tmp_path, "abc")
+    assert loaded.keys() == set(entries)
+    for key, tensors in entries.items():
+        assert all(torch.equal(loaded.get(key)[n], t) for n, t in tensors.items())
+    with pytest.raises(KeyError, match="music/9"):
+        loaded.get("music/9")
+    with pytest.raises(ValueError, match="other encoders"):
+        FeatureStore.open(tmp_path, "other")
+    with pytest.raises(FileNotFoundError, match="mumu features"):
+        FeatureStore.open(tmp_path / "missing")
+
+
+def test_keys_name_content_not_files(tmp_path):
+    a, b = tmp_path / "a.wav", tmp_path / "b.wav"
+    a.write_bytes(b"same bytes")
+    b.write_bytes(b"same bytes")
+    assert media_key("music", a) == media_key("music", b) != media_key("image", a)
+    assert caption_key("calm piano") == caption_key("calm piano") != caption_key("calm piano.")
+
+
+def test_fingerprint_follows_the_frozen_parts_only():
+    base = tiny()
+    assert fingerprint(base) == fingerprint(tiny())
+    lora = tiny()
+    lora.llm.lora_rank = 8  # trained parts do not change what the frozen encoders produce
+    assert fingerprint(lora) == fingerprint(base)
+    assert fingerprint(tiny(decoder="audioldm2")) != fingerprint(base)
+    assert fingerprint(tiny(seed=3)) != fingerprint(base)
+
+
+def test_held_out_split_is_seeded_and_disjoint():
+    records = [Record("alpaca", f"f[{i}]", (Turn("q", "a"),), {}) for i in range(20)]
+    train, held = split_records(records, 0.2, seed=1)
+    assert len(held) == 4 and len(train) == 16
+    assert {r.origin for r in train}.isdisjoint({r.origin for r in held})
+    assert split_records(records, 0.2, seed=1) == (train, held)
+    assert split_records(records, 0.0, seed=1) == (records, [])
+    with pytest.raises(ValueError, match="eval fraction"):
+        split_records(records, 1.0, seed=1)
