@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import queue
-import re
 import threading
 import time
 import uuid
@@ -35,13 +34,9 @@ from mumu.modeling import MediaFeatures, MuMuModel
 from mumu.profiles import DECODER_KINDS, get_profile, sibling_decoder
 from mumu.projector import check_streams
 from mumu.prompting import Message, fit_context
+from mumu.streaming import Cancelled, TextStream, byte_fallback_tokens
 
-_BYTE_PIECE = re.compile(r"<0x[0-9A-Fa-f]{2}>")
 KIND_TO_MODALITY = {"audio": "music", "image": "image", "video": "video"}
-
-
-class Cancelled(Exception):
-    """The caller stopped the turn; the conversation is left as it was before it."""
 
 
 @dataclass
@@ -263,7 +258,7 @@ class MuMuPipeline:
                                       music=options.music, seed=options.sampling.seed)
         tick = time.perf_counter()
         with self._lock:
-            streamer = _TextStream(self.model, on_text, stop, self._byte_tokens)
+            streamer = TextStream(self.model, on_text, stop, self._byte_tokens)
             result = generate(self.model, [prompt], media, settings, on_token=streamer)[0]
         streamer.flush()
         timings["llm"] = time.perf_counter() - tick
@@ -427,43 +422,3 @@ class MuMuPipeline:
         if "error" in outcome:
             raise outcome["error"]
         yield {"type": "reply", "reply": outcome["reply"]}
-
-
-def byte_fallback_tokens(tokenizer: Any) -> frozenset[int]:
-    """Ids of SentencePiece byte-fallback tokens ('<0x41>'), empty for tokenizers without them."""
-    if tokenizer is None:
-        return frozenset()
-    return frozenset(i for piece, i in tokenizer.get_vocab().items() if _BYTE_PIECE.fullmatch(piece))
-
-
-class _TextStream:
-    """Turns generated token ids into text deltas (decoding the whole reply so far keeps multi-byte pieces whole)."""
-
-    def __init__(self, model: MuMuModel, emit: Any, stop: threading.Event | None, byte_tokens: frozenset[int]) -> None:
-        self.model, self.emit, self.stop = model, emit, stop
-        self.ids: list[int] = []
-        self.sent = ""
-        self.skip = {*model.ids.audio, model.ids.eos}
-        self.byte_tokens = byte_tokens
-
-    def __call__(self, row: int, token: int) -> None:
-        if self.stop is not None and self.stop.is_set():
-            raise Cancelled("the turn was stopped")
-        if self.emit is not None and token not in self.skip:
-            self.ids.append(token)
-            # A run of byte-fallback tokens decodes as one group: a later byte can turn earlier, already valid
-            # characters into U+FFFD. Sending only once the run ends keeps the stream equal to the final text.
-            if token not in self.byte_tokens:
-                self._send(final=False)
-
-    def flush(self) -> None:
-        """Send whatever is left, including a trailing incomplete character, once generation ended."""
-        if self.emit is not None:
-            self._send(final=True)
-
-    def _send(self, final: bool) -> None:
-        text = self.model.tokenizer.decode(self.ids, skip_special_tokens=True)
-        # Mid-stream, a trailing U+FFFD is usually half of a multi-byte character: wait for the rest.
-        if text.startswith(self.sent) and len(text) > len(self.sent) and (final or not text.endswith("\ufffd")):
-            self.emit(text[len(self.sent):])
-            self.sent = text

@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerBase
 
 from mumu.data.collate import encode_record
-from mumu.data.features import FeatureStore, caption_key, media_key
+from mumu.data.features import FeatureStore, caption_key, media_keys
 from mumu.data.records import Record
 from mumu.tokens import SpecialIds
 
@@ -26,25 +26,26 @@ class _Item:
 
 
 class TrainingSet(Dataset):
-    """Records as token ids plus feature-store keys; too-long records are dropped and counted in `too_long`."""
+    """Records as token ids plus feature-store keys; too-long records are dropped and counted in `too_long`.
+
+    keys: media file -> store key, when the caller already hashed the files (hashing reads every file).
+    """
 
     def __init__(
         self, records: list[Record], store: FeatureStore, tokenizer: PreTrainedTokenizerBase, ids: SpecialIds,
         media_root: Path, *, template: str = "alpaca", system: str | None = None, max_length: int = 2048,
+        keys: dict[Path, str] | None = None,
     ) -> None:
         self.store = store
         self.items: list[_Item] = []
         self.too_long: list[str] = []
-        keys: dict[Path, str] = {}
+        keys = media_keys(records, media_root) if keys is None else keys
         for record in records:
             encoded = encode_record(record, tokenizer, ids, template=template, system=system, max_length=max_length)
             if encoded is None:
                 self.too_long.append(record.origin)
                 continue
-            media = {}
-            for modality, rel in record.media.items():
-                path = media_root / rel
-                media[modality] = keys.setdefault(path, media_key(modality, path))
+            media = {modality: keys[media_root / rel] for modality, rel in record.media.items()}
             target = None if record.music_caption is None else caption_key(record.music_caption)
             self.items.append(_Item(*encoded, media, target, record.origin))
         if not self.items:

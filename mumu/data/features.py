@@ -130,17 +130,27 @@ class FeatureStore:
         return directory
 
 
-def needed_keys(records: Iterable[Record], media_root: Path) -> tuple[dict[str, tuple[str, Path]], dict[str, str]]:
-    """What a dataset needs: media key -> (modality, file), and target key -> caption."""
-    media: dict[str, tuple[str, Path]] = {}
-    targets: dict[str, str] = {}
-    digests: dict[Path, str] = {}
+def media_keys(records: Iterable[Record], media_root: Path) -> dict[Path, str]:
+    """The store key of every media file the records name, each file read and hashed once."""
+    keys: dict[Path, str] = {}
     for record in records:
         for modality, rel in record.media.items():
             path = media_root / rel
-            if path not in digests:
-                digests[path] = media_key(modality, path)
-            media[digests[path]] = (modality, path)
+            if path not in keys:
+                keys[path] = media_key(modality, path)
+    return keys
+
+
+def needed_keys(
+    records: list[Record], media_root: Path, keys: dict[Path, str] | None = None
+) -> tuple[dict[str, tuple[str, Path]], dict[str, str]]:
+    """What a dataset needs: media key -> (modality, file), and target key -> caption."""
+    keys = keys if keys is not None else media_keys(records, media_root)
+    media: dict[str, tuple[str, Path]] = {}
+    targets: dict[str, str] = {}
+    for record in records:
+        for modality, rel in record.media.items():
+            media[keys[media_root / rel]] = (modality, media_root / rel)
         if record.music_caption is not None:
             targets[caption_key(record.music_caption)] = record.music_caption
     return media, targets
@@ -148,10 +158,10 @@ def needed_keys(records: Iterable[Record], media_root: Path) -> tuple[dict[str, 
 
 def fill(
     store: FeatureStore, model: MuMuModel, decoder: Any, records: list[Record], media_root: Path,
-    progress: Any = None,
+    progress: Any = None, keys: dict[Path, str] | None = None,
 ) -> dict[str, int]:
     """Compute whatever the records need and the store lacks; returns how many entries were computed per kind."""
-    media, targets = needed_keys(records, media_root)
+    media, targets = needed_keys(records, media_root, keys)
     todo_media = {k: v for k, v in media.items() if k not in store}
     todo_targets = {k: v for k, v in targets.items() if k not in store}
     if todo_targets and decoder is None:

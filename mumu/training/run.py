@@ -14,7 +14,7 @@ from generation.factory import build_decoder
 from mumu.builder import build_model
 from mumu.checkpoint import from_pretrained
 from mumu.data.dataset import TrainingSet, split_records
-from mumu.data.features import FeatureStore, fill, fingerprint
+from mumu.data.features import FeatureStore, caption_key, fill, fingerprint, media_keys
 from mumu.data.records import DATA_KINDS, Record, parse_data_arg, read_all
 from mumu.modeling import MuMuModel
 from mumu.profiles import DECODER_KINDS, PROFILES, get_profile
@@ -94,11 +94,13 @@ def _records(args: argparse.Namespace) -> list[Record]:
     return records
 
 
-def _fill(store: FeatureStore, model: MuMuModel, records: list[Record], media_root: Path) -> dict[str, int]:
-    needs_targets = any(r.music_caption is not None for r in records)
-    # The decoder is needed only for its text encoder, and only while targets are computed.
+def _fill(
+    store: FeatureStore, model: MuMuModel, records: list[Record], media_root: Path, keys: dict[Path, str]
+) -> dict[str, int]:
+    needs_targets = any(r.music_caption is not None and caption_key(r.music_caption) not in store for r in records)
+    # The decoder is needed only for its text encoder, and only while missing targets are computed.
     decoder = build_decoder(model.config.decoder, device=model.device) if needs_targets else None
-    counts = fill(store, model, decoder, records, media_root, progress=tqdm)
+    counts = fill(store, model, decoder, records, media_root, progress=tqdm, keys=keys)
     del decoder
     return counts
 
@@ -109,7 +111,7 @@ def features_command(args: argparse.Namespace) -> dict[str, Any]:
     records = _records(args)
     key = fingerprint(model.config)
     store = FeatureStore.open(args.out, key) if (args.out / "index.json").is_file() else FeatureStore(key)
-    counts = _fill(store, model, records, args.media_root)
+    counts = _fill(store, model, records, args.media_root, media_keys(records, args.media_root))
     store.save(args.out)
     return {"out": str(args.out), "computed": counts, "entries": len(store), "fingerprint": key}
 
@@ -143,12 +145,14 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
               f"{', '.join(unusual)}")
     key = fingerprint(model.config)
     store = FeatureStore.open(args.features, key) if args.features else FeatureStore(key)
-    computed = _fill(store, model, records, args.media_root)
+    keys = media_keys(records, args.media_root)  # every media file is read and hashed once
+    computed = _fill(store, model, records, args.media_root, keys)
     if args.features and any(computed.values()):
         _note(f"note: {args.features} lacked {sum(computed.values())} entries; computed them for this run")
     train_records, eval_records = split_records(records, args.eval_fraction, args.seed)
     cfg = model.config.pipeline
-    options = dict(template=cfg.template, system=cfg.system, max_length=args.max_length or cfg.max_context_tokens)
+    options = dict(template=cfg.template, system=cfg.system, max_length=args.max_length or cfg.max_context_tokens,
+                   keys=keys)
     train_set = TrainingSet(train_records, store, model.tokenizer, model.ids, args.media_root, **options)
     eval_set = TrainingSet(eval_records, store, model.tokenizer, model.ids, args.media_root, **options) \
         if eval_records else None

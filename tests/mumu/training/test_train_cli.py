@@ -135,3 +135,17 @@ def test_bad_data_is_a_clear_error(dataset, tmp_path):
     code, _, err = run_cli("train", "--profile", "tiny", "--stage", 1, "--data", f"nonsense={broken}",
                            "--media-root", root, "--max-steps", 1, "--out", tmp_path / "out")
     assert code == 2 and "nonsense" in err
+
+
+def test_a_complete_store_means_no_frozen_model_runs(dataset, features, tmp_path, monkeypatch):
+    def frozen_model_called(*args, **kwargs):
+        raise AssertionError("a frozen model ran although the feature store had everything")
+
+    monkeypatch.setattr("mumu.training.run.build_decoder", frozen_model_called)
+    monkeypatch.setattr("mumu.data.features.encode_file", frozen_model_called)
+    root, paths = dataset
+    code, result, err = run_cli(
+        "train", "--profile", "tiny", "--stage", 3, "--data", spec(paths, "muimage", "mucaps"), "--media-root", root,
+        "--features", features, "--max-steps", 1, "--batch-size", 4, "--eval-fraction", 0, "--out", tmp_path / "o")
+    assert code == 0, err
+    assert set(result["features_computed"].values()) == {0}
