@@ -135,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "features":
             print(json.dumps(training.features_command(args)))
         elif args.command == "train":
-            print(json.dumps(training.train_command(args)))
+            summary = training.train_command(args)
+            if summary is not None:  # under `accelerate launch`, only the main process reports
+                print(json.dumps(summary))
         else:
             print(json.dumps(_edit(args)))
     except (MediaError, ValueError, OSError) as e:

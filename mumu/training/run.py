@@ -130,8 +130,11 @@ def _saved_step(directory: Path) -> int:
     return int(state["position"]["step"])
 
 
-def train_command(args: argparse.Namespace) -> dict[str, Any]:
-    """Train one stage and save the result (plus periodic checkpoints) under --out."""
+def train_command(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Train one stage and save the result (plus periodic checkpoints) under --out; the summary on rank 0 only."""
+    if args.base_dtype != "float32" and args.mixed_precision == "no":
+        raise ValueError(f"--base-dtype {args.base_dtype} needs --mixed-precision bf16 or fp16: the trained tensors "
+                         "stay float32 and only autocast lets them work with the half-precision frozen ones")
     model = _model(args)
     model.config.trainable = stage_trainable(args.stage, model.config.trainable)
     model.set_trainable()
@@ -169,6 +172,8 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
     if args.resume:
         trainer.resume(_resume_dir(args.resume, args.out))
     summary = trainer.run()
+    if not trainer.accelerator.is_main_process:
+        return None
     summary.update(records={"train": len(train_set), "eval": 0 if eval_set is None else len(eval_set)},
                    features_computed=computed)
     return summary

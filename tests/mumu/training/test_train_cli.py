@@ -149,3 +149,22 @@ def test_a_complete_store_means_no_frozen_model_runs(dataset, features, tmp_path
         "--features", features, "--max-steps", 1, "--batch-size", 4, "--eval-fraction", 0, "--out", tmp_path / "o")
     assert code == 0, err
     assert set(result["features_computed"].values()) == {0}
+
+
+def test_half_precision_frozen_parts_need_autocast(dataset, tmp_path):
+    root, paths = dataset
+    code, _, err = run_cli("train", "--profile", "tiny", "--stage", 1, "--data", spec(paths, "coco"),
+                           "--media-root", root, "--max-steps", 1, "--base-dtype", "bfloat16", "--out", tmp_path)
+    assert code == 2 and "--mixed-precision" in err
+
+
+def test_bf16_frozen_parts_with_autocast_train_and_save_float32(dataset, features, tmp_path):
+    root, paths = dataset
+    code, result, err = run_cli(
+        "train", "--profile", "tiny", "--stage", 1, "--data", spec(paths, "coco", "mucaps"), "--media-root", root,
+        "--features", features, "--max-steps", 2, "--batch-size", 4, "--eval-fraction", 0, "--base-dtype", "bfloat16",
+        "--mixed-precision", "bf16", "--out", tmp_path / "bf16")
+    assert code == 0, err
+    assert result["steps"] == 2 and torch.isfinite(torch.tensor(result["train"]["ce"]))
+    weights = _weights(tmp_path / "bf16")
+    assert {t.dtype for t in weights.values()} == {torch.float32}
