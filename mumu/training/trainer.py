@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader
@@ -131,6 +132,10 @@ class Trainer:
         self.out = Path(out)
         # Rows without some modality leave that adapter unused in a step: DDP must not wait for its gradients.
         ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+        # AcceleratorState is a process-wide singleton that refuses new precision settings: a second run in one
+        # process (a notebook, the learning probe) starts from a fresh one. The process-group state (PartialState,
+        # what `accelerate launch` sets up) is kept.
+        AcceleratorState._reset_state(reset_partial_state=False)
         self.accelerator = Accelerator(mixed_precision=settings.mixed_precision, kwargs_handlers=[ddp])
         deepspeed = self.accelerator.state.deepspeed_plugin
         if deepspeed is not None:
