@@ -168,3 +168,16 @@ def test_bf16_frozen_parts_with_autocast_train_and_save_float32(dataset, feature
     assert result["steps"] == 2 and torch.isfinite(torch.tensor(result["train"]["ce"]))
     weights = _weights(tmp_path / "bf16")
     assert {t.dtype for t in weights.values()} == {torch.float32}
+
+
+def test_epochs_count_whole_passes_over_the_data(dataset, features, tmp_path):
+    root, paths = dataset
+    code, result, err = run_cli(
+        "train", "--profile", "tiny", "--stage", 1, "--data", spec(paths, "coco", "mucaps"), "--media-root", root,
+        "--features", features, "--epochs", 2, "--batch-size", 3, "--grad-accum", 2, "--eval-fraction", 0,
+        "--out", tmp_path / "epochs")
+    assert code == 0, err
+    # 8 records in batches of 3 -> 3 micro-batches per epoch -> 2 updates (the last one from a single batch)
+    assert result["steps"] == 4
+    epochs = [row["epoch"] for row in _log(tmp_path / "epochs")]
+    assert epochs == [0, 0, 1, 1]
