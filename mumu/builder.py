@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 
 import torch
 
@@ -23,6 +24,35 @@ def seeded(seed: int) -> Iterator[None]:
         yield
 
 
+@dataclass
+class FrozenEncoders:
+    """The frozen media encoders without the LLM: all that computing a dataset's features needs."""
+
+    config: MuMuConfig
+    music_encoder: MusicEncoder
+    image_encoder: ImageEncoder
+    video_encoder: VideoEncoder
+
+
+def _encoders(config: MuMuConfig, dtype: torch.dtype | None, weights: bool) -> tuple:
+    seed = config.seed
+    with seeded(seed):
+        music = MusicEncoder.from_config(config.music_encoder, dtype=dtype, weights=weights)
+    with seeded(seed + 1):
+        image = ImageEncoder.from_config(config.image_encoder, dtype=dtype, weights=weights)
+    with seeded(seed + 2):
+        video = VideoEncoder.from_config(config.video_encoder, dtype=dtype, weights=weights)
+    return music, image, video
+
+
+def build_encoders(
+    config: MuMuConfig, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+) -> FrozenEncoders:
+    """The same frozen encoders build_model makes (same sources, same seeded random init), on `device`."""
+    music, image, video = _encoders(config, dtype, weights=True)
+    return FrozenEncoders(config, music.to(device).eval(), image.to(device).eval(), video.to(device).eval())
+
+
 def build_model(
     config: MuMuConfig, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
     weights: bool = True,
@@ -31,12 +61,7 @@ def build_model(
     seed = config.seed
     # Pretrained weights load on the CPU and move once; the meta context only serves weightless builds.
     with nullcontext() if weights else torch.device("meta"):
-        with seeded(seed):
-            music = MusicEncoder.from_config(config.music_encoder, dtype=dtype, weights=weights)
-        with seeded(seed + 1):
-            image = ImageEncoder.from_config(config.image_encoder, dtype=dtype, weights=weights)
-        with seeded(seed + 2):
-            video = VideoEncoder.from_config(config.video_encoder, dtype=dtype, weights=weights)
+        music, image, video = _encoders(config, dtype, weights)
         with seeded(seed + 3):
             base = load_base_llm(config.llm, dtype=dtype, weights=weights)
         tokenizer = load_tokenizer(config.llm) if weights else None

@@ -17,6 +17,7 @@ from adapters.image_io import load_image
 from adapters.video_io import load_video_frames
 
 if TYPE_CHECKING:
+    from mumu.builder import FrozenEncoders
     from mumu.modeling import MuMuModel
 
 
@@ -29,14 +30,16 @@ def file_digest(path: str | Path, chunk: int = 2**20) -> str:
     return digest.hexdigest()
 
 
-def encode_file(model: MuMuModel, modality: str, path: str | Path, limits: MediaLimits) -> torch.Tensor:
-    """Load one media file (checked against limits) and run the model's frozen encoder for its modality."""
+def encode_file(
+    model: MuMuModel | FrozenEncoders, modality: str, path: str | Path, limits: MediaLimits
+) -> torch.Tensor:
+    """Load one media file (checked against limits) and run the frozen encoder for its modality."""
     if modality == "music":
-        return model.encode_music(load_audio(path, model.config.music_encoder.sample_rate, limits))
+        return model.music_encoder(load_audio(path, model.config.music_encoder.sample_rate, limits))
     if modality == "image":
-        return model.encode_image(load_image(path, limits))
+        return model.image_encoder([load_image(path, limits)])[0]
     if modality == "video":
-        return model.encode_video(load_video_frames(path, model.video_encoder.num_frames, limits))
+        return model.video_encoder([load_video_frames(path, model.video_encoder.num_frames, limits)])[0]
     raise ValueError(f"unknown modality {modality!r}; expected music, image or video")
 
 

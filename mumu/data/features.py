@@ -19,6 +19,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from mumu.builder import FrozenEncoders
 from mumu.config import MuMuConfig
 from mumu.data.records import Record
 from mumu.feature_cache import encode_file, file_digest
@@ -157,7 +158,7 @@ def needed_keys(
 
 
 def fill(
-    store: FeatureStore, model: MuMuModel, decoder: Any, records: list[Record], media_root: Path,
+    store: FeatureStore, encoders: MuMuModel | FrozenEncoders, decoder: Any, records: list[Record], media_root: Path,
     progress: Any = None, keys: dict[Path, str] | None = None,
 ) -> dict[str, int]:
     """Compute whatever the records need and the store lacks; returns how many entries were computed per kind."""
@@ -171,7 +172,7 @@ def fill(
     bar = progress(total=steps, desc="features", unit="item") if progress and steps else None
     with torch.inference_mode():
         for key, (modality, path) in todo_media.items():
-            store.put(key, {"features": encode_file(model, modality, path, model.config.limits)})
+            store.put(key, {"features": encode_file(encoders, modality, path, encoders.config.limits)})
             counts[modality] += 1
             if bar is not None:
                 bar.update()

@@ -11,8 +11,9 @@ import torch
 from tqdm.auto import tqdm
 
 from generation.factory import build_decoder
-from mumu.builder import build_model
-from mumu.checkpoint import from_pretrained
+from mumu.builder import FrozenEncoders, build_encoders, build_model
+from mumu.checkpoint import from_pretrained, resolve_checkpoint
+from mumu.config import MuMuConfig
 from mumu.data.dataset import TrainingSet, split_records
 from mumu.data.features import FeatureStore, caption_key, fill, fingerprint, media_keys
 from mumu.data.records import DATA_KINDS, Record, parse_data_arg, read_all
@@ -95,23 +96,27 @@ def _records(args: argparse.Namespace) -> list[Record]:
 
 
 def _fill(
-    store: FeatureStore, model: MuMuModel, records: list[Record], media_root: Path, keys: dict[Path, str]
+    store: FeatureStore, encoders: MuMuModel | FrozenEncoders, records: list[Record], media_root: Path,
+    keys: dict[Path, str], device: torch.device,
 ) -> dict[str, int]:
     needs_targets = any(r.music_caption is not None and caption_key(r.music_caption) not in store for r in records)
     # The decoder is needed only for its text encoder, and only while missing targets are computed.
-    decoder = build_decoder(model.config.decoder, device=model.device) if needs_targets else None
-    counts = fill(store, model, decoder, records, media_root, progress=tqdm, keys=keys)
+    decoder = build_decoder(encoders.config.decoder, device=device) if needs_targets else None
+    counts = fill(store, encoders, decoder, records, media_root, progress=tqdm, keys=keys)
     del decoder
     return counts
 
 
 def features_command(args: argparse.Namespace) -> dict[str, Any]:
-    """Compute and store what the dataset needs from the frozen models."""
-    model = _model(args)
+    """Compute and store what the dataset needs from the frozen models (the LLM is never loaded)."""
+    config = MuMuConfig.load(resolve_checkpoint(args.checkpoint)) if args.checkpoint else get_profile(
+        args.profile, decoder=args.decoder)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    encoders = build_encoders(config, device=device, dtype=DTYPES[args.base_dtype])
     records = _records(args)
-    key = fingerprint(model.config)
+    key = fingerprint(config)
     store = FeatureStore.open(args.out, key) if (args.out / "index.json").is_file() else FeatureStore(key)
-    counts = _fill(store, model, records, args.media_root, media_keys(records, args.media_root))
+    counts = _fill(store, encoders, records, args.media_root, media_keys(records, args.media_root), device)
     store.save(args.out)
     return {"out": str(args.out), "computed": counts, "entries": len(store), "fingerprint": key}
 
@@ -149,7 +154,7 @@ def train_command(args: argparse.Namespace) -> dict[str, Any] | None:
     key = fingerprint(model.config)
     store = FeatureStore.open(args.features, key) if args.features else FeatureStore(key)
     keys = media_keys(records, args.media_root)  # every media file is read and hashed once
-    computed = _fill(store, model, records, args.media_root, keys)
+    computed = _fill(store, model, records, args.media_root, keys, model.device)
     if args.features and any(computed.values()):
         _note(f"note: {args.features} lacked {sum(computed.values())} entries; computed them for this run")
     train_records, eval_records = split_records(records, args.eval_fraction, args.seed)

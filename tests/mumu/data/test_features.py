@@ -58,3 +58,13 @@ def test_held_out_split_is_seeded_and_disjoint():
     assert split_records(records, 0.0, seed=1) == (records, [])
     with pytest.raises(ValueError, match="eval fraction"):
         split_records(records, 1.0, seed=1)
+
+
+def test_features_need_only_the_encoders_and_match_the_models():
+    from mumu.builder import build_encoders, build_model
+
+    config = tiny()
+    encoders, model = build_encoders(config), build_model(config)
+    for name in ("music_encoder", "image_encoder", "video_encoder"):
+        ours, theirs = getattr(encoders, name).state_dict(), getattr(model, name).state_dict()
+        assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours), name
