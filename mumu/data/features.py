@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ class FeatureStore:
         self.fingerprint = fingerprint
         self._memory: dict[str, dict[str, torch.Tensor]] = dict(entries or {})
         self._disk: dict[str, tuple[Path, list[str]]] = {}
+        self._open: dict[Path, Any] = {}  # shard -> open safetensors handle (memory-mapped; header parsed once)
 
     @classmethod
     def open(cls, directory: str | Path, expected_fingerprint: str | None = None) -> FeatureStore:
@@ -94,40 +96,55 @@ class FeatureStore:
         if key not in self._disk:
             raise KeyError(f"feature store has no entry {key!r}")
         shard, names = self._disk[key]
-        with safe_open(str(shard), framework="pt") as f:
-            return {name: f.get_tensor(f"{key}:{name}") for name in names}
+        if shard not in self._open:
+            self._open[shard] = safe_open(str(shard), framework="pt")
+        handle = self._open[shard]
+        return {name: handle.get_tensor(f"{key}:{name}") for name in names}
 
     def put(self, key: str, tensors: dict[str, torch.Tensor]) -> None:
         """Add an entry in memory."""
         self._memory[key] = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
 
     def save(self, directory: str | Path, shard_bytes: int = SHARD_BYTES) -> Path:
-        """Write every entry as safetensors shards of at most ~shard_bytes plus index.json."""
-        directory = Path(directory)
+        """Write index.json and safetensors shards of at most ~shard_bytes.
+
+        Saving back into the directory the store was opened from only adds shards for the new entries: existing
+        shards are neither rewritten nor touched while they may still be read, and the index is replaced atomically.
+        """
+        directory = Path(directory).resolve()
         directory.mkdir(parents=True, exist_ok=True)
         entries: dict[str, tuple[str, list[str]]] = {}
+        todo = []
+        for key in sorted(self.keys()):
+            stored = self._disk.get(key)
+            if key not in self._memory and stored is not None and stored[0].parent.resolve() == directory:
+                entries[key] = (stored[0].name, stored[1])
+            else:
+                todo.append(key)
+        run = uuid.uuid4().hex[:8]  # new shard names never collide with ones an earlier run wrote
         shard: dict[str, torch.Tensor] = {}
         size, number = 0, 0
 
-        def flush() -> None:
-            nonlocal shard, size, number
-            if shard:
-                number += 1
-                save_file(shard, str(directory / f"features-{number:05d}.safetensors"))
-                shard, size = {}, 0
+        def name(n: int) -> str:
+            return f"features-{run}-{n:05d}.safetensors"
 
-        for key in sorted(self.keys()):
+        for key in todo:
             tensors = self.get(key)
             nbytes = sum(t.numel() * t.element_size() for t in tensors.values())
             if shard and size + nbytes > shard_bytes:
-                flush()
-            for name, tensor in tensors.items():
-                shard[f"{key}:{name}"] = tensor
-            entries[key] = (f"features-{number + 1:05d}.safetensors", sorted(tensors))
+                number += 1
+                save_file(shard, str(directory / name(number)))
+                shard, size = {}, 0
+            for tensor_name, tensor in tensors.items():
+                shard[f"{key}:{tensor_name}"] = tensor
+            entries[key] = (name(number + 1), sorted(tensors))
             size += nbytes
-        flush()
+        if shard:
+            save_file(shard, str(directory / name(number + 1)))
         index = {"version": STORE_VERSION, "fingerprint": self.fingerprint, "entries": entries}
-        (directory / INDEX_NAME).write_text(json.dumps(index, indent=1) + "\n")
+        partial = directory / f"{INDEX_NAME}.{run}.tmp"
+        partial.write_text(json.dumps(index, indent=1) + "\n")
+        partial.replace(directory / INDEX_NAME)
         return directory
 
 

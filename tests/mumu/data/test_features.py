@@ -68,3 +68,25 @@ def test_features_need_only_the_encoders_and_match_the_models():
     for name in ("music_encoder", "image_encoder", "video_encoder"):
         ours, theirs = getattr(encoders, name).state_dict(), getattr(model, name).state_dict()
         assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours), name
+
+
+def test_saving_into_its_own_directory_only_adds_shards(tmp_path):
+    first = FeatureStore("abc")
+    old = {f"image/{i}": {"features": torch.randn(5, 8)} for i in range(4)}
+    for key, tensors in old.items():
+        first.put(key, tensors)
+    first.save(tmp_path, shard_bytes=200)
+    shards = {p: p.stat().st_mtime_ns for p in tmp_path.glob("features-*.safetensors")}
+    store = FeatureStore.open(tmp_path, "abc")
+    assert torch.equal(store.get("image/0")["features"], old["image/0"]["features"])  # a shard is open now
+    new = {"image/9": {"features": torch.randn(5, 8)}}
+    store.put("image/9", new["image/9"])
+    store.save(tmp_path, shard_bytes=200)
+    assert {p: p.stat().st_mtime_ns for p in shards} == shards  # untouched
+    assert len(list(tmp_path.glob("features-*.safetensors"))) == len(shards) + 1
+    again = FeatureStore.open(tmp_path, "abc")
+    for key, tensors in {**old, **new}.items():
+        assert torch.equal(again.get(key)["features"], tensors["features"])
+    other = tmp_path / "copy"
+    again.save(other)  # elsewhere: every entry is written out
+    assert FeatureStore.open(other, "abc").keys() == set(old) | set(new)
