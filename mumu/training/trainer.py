@@ -207,18 +207,20 @@ class Trainer:
         loader = self.accelerator.prepare_data_loader(
             DataLoader(self.eval_set, batch_size=self.settings.batch_size, collate_fn=self.collate))
         self.model.eval()
-        sums: dict[str, float] = {}
-        counts: dict[str, int] = {}
+        names = ("ce", "mse", "mask")
+        totals = torch.zeros(2, len(names), dtype=torch.float64, device=self.accelerator.device)  # sums, rows
         with torch.no_grad():
             for batch in loader:
                 _, parts = _forward(self.model, batch, self.settings.mse_weight)
                 rows = {"ce": len(batch["input_ids"]), "mse": len(batch["target_rows"]),
                         "mask": len(batch["target_rows"])}
-                for name, value in parts.items():
-                    sums[name] = sums.get(name, 0.0) + value * rows[name]
-                    counts[name] = counts.get(name, 0) + rows[name]
+                for i, name in enumerate(names):
+                    if name in parts:
+                        totals[0, i] += parts[name] * rows[name]
+                        totals[1, i] += rows[name]
+        totals = self.accelerator.reduce(totals, reduction="sum")  # every process evaluated its own share
         self.model.train()
-        return {name: sums[name] / counts[name] for name in sums if counts[name]}
+        return {name: float(totals[0, i] / totals[1, i]) for i, name in enumerate(names) if totals[1, i] > 0}
 
     def run(self) -> dict[str, Any]:
         """Train until total_steps; returns the last train and eval numbers and where the model was saved."""
