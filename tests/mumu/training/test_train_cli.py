@@ -181,3 +181,30 @@ def test_epochs_count_whole_passes_over_the_data(dataset, features, tmp_path):
     assert result["steps"] == 4
     epochs = [row["epoch"] for row in _log(tmp_path / "epochs")]
     assert epochs == [0, 0, 1, 1]
+
+
+def test_tensorboard_gets_the_same_scalars_when_installed(dataset, features, tmp_path, monkeypatch):
+    import sys
+    import types
+
+    written: list[tuple[str, float, int]] = []
+
+    class Writer:  # stands in for tensorboard's SummaryWriter (the package is optional)
+        def __init__(self, logdir: str) -> None:
+            assert logdir.endswith("tensorboard")
+
+        def add_scalar(self, tag: str, value: float, step: int) -> None:
+            written.append((tag, value, step))
+
+        def close(self) -> None:
+            written.append(("closed", 0.0, 0))
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=Writer))
+    root, paths = dataset
+    code, _, err = run_cli("train", "--profile", "tiny", "--stage", 1, "--data", spec(paths, "coco"),
+                           "--media-root", root, "--features", features, "--max-steps", 2, "--batch-size", 2,
+                           "--eval-fraction", 0.25, "--out", tmp_path / "tb")
+    assert code == 0, err
+    log = _log(tmp_path / "tb")
+    assert ("train/ce", log[0]["ce"], 1) in written and ("train/ce", log[1]["ce"], 2) in written
+    assert any(tag == "eval/ce" for tag, _, _ in written) and written[-1][0] == "closed"
