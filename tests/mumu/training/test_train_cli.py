@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
@@ -109,19 +110,29 @@ def test_resume_continues_bit_exactly(dataset, features, tmp_path):
     common = ["--profile", "tiny", "--stage", 3, "--data", spec(paths, "muimage", "mucaps"), "--media-root", root,
               "--features", features, "--max-steps", 4, "--batch-size", 3, "--grad-accum", 2, "--eval-fraction", 0,
               "--warmup-steps", 1, "--lr", 1e-2]
-    code, _, err = run_cli("train", *common, "--save-every", 2, "--out", tmp_path / "straight")
+    code, _, err = run_cli("train", *common, "--save-every", 1, "--out", tmp_path / "straight")
     assert code == 0, err
-    assert (tmp_path / "straight/checkpoint-2/training_state.pt").is_file()
-    code, result, err = run_cli("train", *common, "--resume", tmp_path / "straight/checkpoint-2",
-                                "--out", tmp_path / "resumed")
+    straight = _weights(tmp_path / "straight")
+    # 8 records in batches of 3, 2 per update: step 1 stops mid-epoch, step 2 at its end, step 3 mid-epoch again
+    for step in (1, 2, 3):
+        assert (tmp_path / f"straight/checkpoint-{step}/training_state.pt").is_file()
+        code, result, err = run_cli("train", *common, "--resume", tmp_path / f"straight/checkpoint-{step}",
+                                    "--out", tmp_path / f"resumed-{step}")
+        assert code == 0, err
+        assert result["steps"] == 4
+        resumed = _weights(tmp_path / f"resumed-{step}")
+        assert straight.keys() == resumed.keys()
+        assert all(torch.equal(straight[k], resumed[k]) for k in straight), step
+        assert [r["step"] for r in _log(tmp_path / f"resumed-{step}")] == list(range(step + 1, 5))
+    interrupted = tmp_path / "interrupted"  # a run killed after step 3: only its periodic checkpoints exist
+    for step in (1, 2, 3):
+        shutil.copytree(tmp_path / f"straight/checkpoint-{step}", interrupted / f"checkpoint-{step}")
+    code, result, err = run_cli("train", *common, "--resume", "latest", "--out", interrupted)
     assert code == 0, err
-    assert result["steps"] == 4
-    straight, resumed = _weights(tmp_path / "straight"), _weights(tmp_path / "resumed")
-    assert straight.keys() == resumed.keys()
-    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
-    assert [r["step"] for r in _log(tmp_path / "resumed")] == [3, 4]
+    assert [r["step"] for r in _log(interrupted)] == [4]
+    assert all(torch.equal(straight[k], v) for k, v in _weights(interrupted).items())
     code, _, err = run_cli("train", *common[:-2], "--lr", 1e-2, "--batch-size", 2, "--resume",
-                           tmp_path / "straight/checkpoint-2", "--out", tmp_path / "bad")
+                           tmp_path / "straight/checkpoint-1", "--out", tmp_path / "bad")
     assert code == 2 and "batch_size" in err
 
 
