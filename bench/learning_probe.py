@@ -63,7 +63,7 @@ class Scale:
 
 
 FULL = Scale(per_class=48, held_out=20, stage1_steps=300, stage3_steps=60, stage2_steps=600, captions=360)
-QUICK = Scale(per_class=16, held_out=12, stage1_steps=200, stage3_steps=40, stage2_steps=200, captions=200)
+QUICK = Scale(per_class=16, held_out=12, stage1_steps=200, stage3_steps=40, stage2_steps=300, captions=200)
 
 
 # Synthetic media ---------------------------------------------------------------------------------------------

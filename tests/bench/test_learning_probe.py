@@ -14,5 +14,5 @@ def test_quick_probe_learns_from_the_media(tmp_path):
         # the attribute is only in the media: right with the sample's own, chance with another sample's
         assert results[f"{modality}_accuracy"] >= 0.9, (modality, results)
         assert results[f"{modality}_accuracy_other_media"] <= 0.65, (modality, results)
-    # the full probe (600 stage-2 steps) reaches >= 10x; the 200 steps here must at least cut it by 3x
-    assert results["stage2_mse_drop"] >= 3, results
+    # the full probe (600 stage-2 steps) reaches >= 10x (40x measured); the 300 here give about 9x
+    assert results["stage2_mse_drop"] >= 5, results
