@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from generation.interface import MusicDecoder
 from mumu.builder import FrozenEncoders
 from mumu.config import MuMuConfig
 from mumu.data.records import Record
@@ -175,15 +176,18 @@ def needed_keys(
 
 
 def fill(
-    store: FeatureStore, encoders: MuMuModel | FrozenEncoders, decoder: Any, records: list[Record], media_root: Path,
-    progress: Any = None, keys: dict[Path, str] | None = None,
+    store: FeatureStore, encoders: MuMuModel | FrozenEncoders, make_decoder: Callable[[], MusicDecoder],
+    records: list[Record], media_root: Path, progress: Any = None, keys: dict[Path, str] | None = None,
 ) -> dict[str, int]:
-    """Compute whatever the records need and the store lacks; returns how many entries were computed per kind."""
+    """Compute whatever the records need and the store lacks; returns how many entries were computed per kind.
+
+    make_decoder is called only when some caption's targets are missing: a decoder is needed for its text encoder
+    alone, and loading it (billions of parameters at full size) is wasted when the store already has every target.
+    """
     media, targets = needed_keys(records, media_root, keys)
     todo_media = {k: v for k, v in media.items() if k not in store}
     todo_targets = {k: v for k, v in targets.items() if k not in store}
-    if todo_targets and decoder is None:
-        raise ValueError(f"{len(todo_targets)} music captions need decoder targets but no decoder was given")
+    decoder = make_decoder() if todo_targets else None
     counts = {"music": 0, "image": 0, "video": 0, "target": 0}
     steps = len(todo_media) + len(todo_targets)
     bar = progress(total=steps, desc="features", unit="item") if progress and steps else None

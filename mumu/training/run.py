@@ -15,7 +15,7 @@ from mumu.builder import FrozenEncoders, build_encoders, build_model
 from mumu.checkpoint import from_pretrained, resolve_checkpoint
 from mumu.config import MuMuConfig
 from mumu.data.dataset import TrainingSet, split_records
-from mumu.data.features import FeatureStore, caption_key, fill, fingerprint, media_keys
+from mumu.data.features import FeatureStore, fill, fingerprint, media_keys
 from mumu.data.records import DATA_KINDS, Record, parse_data_arg, read_all
 from mumu.modeling import MuMuModel
 from mumu.profiles import DECODER_KINDS, PROFILES, get_profile
@@ -82,10 +82,8 @@ def _note(text: str) -> None:
 def _model(args: argparse.Namespace) -> MuMuModel:
     dtype = DTYPES[args.base_dtype]
     if args.checkpoint:
-        model = from_pretrained(args.checkpoint, dtype=dtype)
-    else:
-        model = build_model(get_profile(args.profile, decoder=args.decoder), dtype=dtype)
-    return model
+        return from_pretrained(args.checkpoint, dtype=dtype)
+    return build_model(get_profile(args.profile, decoder=args.decoder), dtype=dtype)
 
 
 def _records(args: argparse.Namespace) -> list[Record]:
@@ -99,12 +97,8 @@ def _fill(
     store: FeatureStore, encoders: MuMuModel | FrozenEncoders, records: list[Record], media_root: Path,
     keys: dict[Path, str], device: torch.device,
 ) -> dict[str, int]:
-    needs_targets = any(r.music_caption is not None and caption_key(r.music_caption) not in store for r in records)
-    # The decoder is needed only for its text encoder, and only while missing targets are computed.
-    decoder = build_decoder(encoders.config.decoder, device=device) if needs_targets else None
-    counts = fill(store, encoders, decoder, records, media_root, progress=tqdm, keys=keys)
-    del decoder
-    return counts
+    return fill(store, encoders, lambda: build_decoder(encoders.config.decoder, device=device), records, media_root,
+                progress=tqdm, keys=keys)
 
 
 def features_command(args: argparse.Namespace) -> dict[str, Any]:
@@ -131,7 +125,8 @@ def _resume_dir(spec: str, out: Path) -> Path:
 
 
 def _saved_step(directory: Path) -> int:
-    state = torch.load(directory / STATE_NAME, map_location="cpu", weights_only=True)
+    # Memory-mapped: only the position is read, not the optimiser state (gigabytes at full size).
+    state = torch.load(directory / STATE_NAME, map_location="cpu", weights_only=True, mmap=True)
     return int(state["position"]["step"])
 
 

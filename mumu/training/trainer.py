@@ -145,12 +145,10 @@ class Trainer:
                                  "accelerate/DeepSpeed config instead")
             deepspeed.deepspeed_config["train_micro_batch_size_per_gpu"] = settings.batch_size
         set_seed(settings.seed)
-        self.raw_model = model
         self.train_set, self.eval_set = train_set, eval_set
         self.collate = Collator(model.ids.pad)
         per_epoch = math.ceil(math.ceil(len(train_set) / settings.batch_size) / self.accelerator.num_processes)
-        self.updates_per_epoch = math.ceil(per_epoch / settings.grad_accum)
-        self.total_steps = settings.max_steps or self.updates_per_epoch * settings.epochs
+        self.total_steps = settings.max_steps or math.ceil(per_epoch / settings.grad_accum) * settings.epochs
         optimizer = build_optimizer(model, settings.lr, settings.weight_decay)
         scheduler = warmup_cosine(optimizer, min(settings.warmup_steps, self.total_steps), self.total_steps,
                                   settings.min_lr_ratio)
