@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -11,7 +10,7 @@ import torch
 from transformers import DynamicCache
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
-from mumu.modeling import MediaFeatures, MuMuModel
+from mumu.modeling import MediaFeatures, MuMuModel, module_outputs
 
 MusicMode = Literal["auto", "always", "never"]
 MUSIC_MODES = ("auto", "always", "never")
@@ -39,21 +38,6 @@ class Generated:
     text: str
     audio_hidden: torch.Tensor | None
     finished: bool
-
-
-@contextmanager
-def final_hidden(model: MuMuModel) -> Iterator[list[torch.Tensor]]:
-    """Collect the last position's projector-source state (by default the final-norm output) at every forward."""
-    store: list[torch.Tensor] = []
-
-    def hook(module: torch.nn.Module, args: tuple, out: torch.Tensor | tuple) -> None:
-        store.append((out[0] if isinstance(out, tuple) else out)[:, -1])
-
-    handle = model.projector_source.register_forward_hook(hook)
-    try:
-        yield store
-    finally:
-        handle.remove()
 
 
 class _Rows:
@@ -156,14 +140,15 @@ def generate(
     cache = DynamicCache() if settings.use_cache else None
     feed, seen = ids, 0
     inputs = model.modality_inputs(media, len(prompts))
-    with model.injection.inject(inputs, len(prompts)), final_hidden(model) as hidden:
+    # The projector-source states (by default the final-norm output) the training forward gathers too.
+    with model.injection.inject(inputs, len(prompts)), module_outputs(model.projector_source) as hidden:
         for step in range(settings.max_new_tokens):
             positions = (mask.cumsum(-1) - 1).clamp_min(0)
             out = model.llm(
                 input_ids=feed, attention_mask=mask, position_ids=positions[:, seen:],
                 past_key_values=cache, use_cache=settings.use_cache, logits_to_keep=1,
             )
-            last = hidden.pop()
+            last = hidden.pop()[:, -1]
             logits = rows.constrain(out.logits[:, -1].float(), settings.max_new_tokens - step)
             before = [len(t) for t in rows.tokens]
             chosen = rows.advance(_sample(logits, ids, settings, rng), last)
