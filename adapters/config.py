@@ -1,21 +1,9 @@
-"""Configuration dataclasses for media limits, frozen encoders and understanding adapters."""
+"""Configuration dataclasses for the frozen encoders and the understanding adapters."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-
-
-@dataclass
-class MediaLimits:
-    """What a media input may be; anything beyond gets a MediaError naming the limit."""
-
-    max_bytes: int = 512 * 2**20
-    max_audio_seconds: float = 900.0
-    min_audio_seconds: float = 0.05
-    max_video_seconds: float = 900.0
-    max_image_pixels: int = 64_000_000
-    min_image_side: int = 8
 
 
 @dataclass

@@ -7,8 +7,8 @@ from typing import Any
 
 import soundfile as sf
 
-from adapters.media import detect_kind
 from demo.session import Session
+from media.files import detect_kind
 from mumu.pipeline import MuMuPipeline
 
 # Seconds of GPU time. Generous on purpose: ZeroGPU aborts a call that outlives its reservation, while a larger

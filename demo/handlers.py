@@ -8,10 +8,10 @@ from typing import Any
 
 import gradio as gr
 
-from adapters.media import detect_kind
 from demo.session import Session, new_session
 from generation.config import SamplingSettings
-from generation.edits import EditPlan, parse_trim
+from media.edits import EditPlan, parse_trim
+from media.files import detect_kind
 from mumu.pipeline import ChatOptions, MuMuPipeline
 
 NO_EDIT = "(none)"

@@ -7,11 +7,11 @@ import json
 import sys
 from pathlib import Path
 
-from adapters.audio_io import load_audio_native
-from adapters.errors import MediaError
-from generation.audio_out import FORMATS, write_audio
 from generation.config import SamplingSettings
-from generation.edits import EditPlan, parse_trim
+from media.audio_io import load_audio_native
+from media.audio_out import FORMATS, write_audio
+from media.edits import EditPlan, parse_trim
+from media.errors import MediaError
 from mumu.config import CONDITIONING_MODES
 from mumu.decoding import MUSIC_MODES
 from mumu.info import format_report, report

@@ -13,11 +13,11 @@ from typing import Any
 from adapters.config import (
     AdapterConfig,
     ImageEncoderConfig,
-    MediaLimits,
     MusicEncoderConfig,
     VideoEncoderConfig,
 )
 from generation.config import DecoderConfig
+from media.limits import MediaLimits
 
 CONFIG_NAME = "config.json"
 CONFIG_VERSION = 1

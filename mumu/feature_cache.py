@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from adapters.audio_io import load_audio
-from adapters.config import MediaLimits
-from adapters.image_io import load_image
-from adapters.video_io import load_video_frames
+from media.audio_io import load_audio
+from media.image_io import load_image
+from media.limits import MediaLimits
+from media.video_io import load_video_frames
 
 if TYPE_CHECKING:
     from mumu.builder import FrozenEncoders

@@ -15,16 +15,16 @@ from typing import Any
 
 import torch
 
-from adapters.audio_io import load_audio_native
-from adapters.errors import MediaError
-from adapters.media import accepted, detect_kind
-from adapters.video_io import video_duration
-from generation.audio_out import write_audio
 from generation.config import SamplingSettings
-from generation.edits import EditPlan
 from generation.factory import build_decoder
 from generation.interface import Conditioning, EditSource, MusicDecoder
-from generation.mux import mux_music
+from media.audio_io import load_audio_native
+from media.audio_out import write_audio
+from media.edits import EditPlan
+from media.errors import MediaError
+from media.files import accepted, detect_kind
+from media.mux import mux_music
+from media.video_io import video_duration
 from mumu.builder import build_model, seeded
 from mumu.checkpoint import from_pretrained as load_checkpoint
 from mumu.config import check_conditioning

@@ -11,7 +11,6 @@ from huggingface_hub import try_to_load_from_cache
 from adapters.config import (
     AdapterConfig,
     ImageEncoderConfig,
-    MediaLimits,
     MusicEncoderConfig,
     VideoEncoderConfig,
 )
@@ -20,6 +19,7 @@ from adapters.vision import TINY_VIT_ARCH, TINY_VIVIT_ARCH, VIT_B16_ARCH, VIVIT_
 from checkpoints.sources import resolve_source
 from generation.audioldm2 import AUDIOLDM2_MUSIC_ARCH, TINY_AUDIOLDM2_ARCH
 from generation.musicgen import MUSICGEN_ARCHS, MUSICGEN_PRESETS, TINY_ARCHS
+from media.limits import MediaLimits
 from mumu.config import (
     DecoderConfig,
     InjectionConfig,

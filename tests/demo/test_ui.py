@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from adapters.audio_io import load_audio
-from adapters.image_io import load_image
-from adapters.media import detect_kind
-from adapters.video_io import load_video_frames
 from demo.ui import EXAMPLE_MESSAGES, build_demo
+from media.audio_io import load_audio
+from media.files import detect_kind
+from media.image_io import load_image
+from media.video_io import load_video_frames
 from mumu.pipeline import MuMuPipeline
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from adapters.errors import MediaError
 from generation.config import SamplingSettings
+from media.errors import MediaError
 from mumu.pipeline import ChatOptions, MuMuPipeline
 
 SR = 24000
@@ -271,7 +271,7 @@ def test_music_for_a_video_matches_its_length_and_comes_muxed(pipeline):
 
 
 def test_exact_edits_of_a_track_become_a_new_track(pipeline, song):
-    from generation.edits import EditPlan
+    from media.edits import EditPlan
 
     conv = pipeline.new_conversation()
     pipeline.chat(conv, "listen", audio=song, options=_options())
@@ -290,7 +290,7 @@ def test_exact_edits_of_a_track_become_a_new_track(pipeline, song):
 
 def test_another_decoder_makes_music_from_the_reply_text_and_is_built_once(pipeline, monkeypatch):
     import mumu.pipeline as module
-    from generation.audio_out import read_metadata
+    from media.audio_out import read_metadata
 
     assert pipeline.decoder_choices == ("musicgen", "musicgen_melody", "audioldm2")
     assert pipeline.loaded_decoders == ("musicgen",)

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from adapters.config import MediaLimits
-from adapters.errors import MediaError
-from adapters.media import accepted, check_file
+from media.errors import MediaError
+from media.files import accepted, check_file
+from media.limits import MediaLimits
 
 # What PIL raises for broken image data, depending on the plugin (UnidentifiedImageError is an OSError).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error)

@@ -12,10 +12,10 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from adapters import video_io
-from adapters.config import MediaLimits
-from adapters.video_io import frame_indices, load_video_audio, load_video_frames, video_duration
-from tests.adapters.helpers import rejects
+from media import video_io
+from media.limits import MediaLimits
+from media.video_io import frame_indices, load_video_audio, load_video_frames, video_duration
+from tests.media.helpers import rejects
 
 FRAMES, FPS, WIDTH, HEIGHT = 30, 10, 64, 48
 STEP = 8  # frame i is filled with red = 8 * i and green = 255 - 8 * i

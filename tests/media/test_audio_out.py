@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from generation import audio_out
-from generation.audio_out import read_metadata, write_audio
-from generation.edits import loudness
+from media import audio_out
+from media.audio_out import read_metadata, write_audio
+from media.edits import loudness
 
 SR = 44_100
 META = {"prompt": "slow lo-fi piano, no drums\nsecond line with = and \\ in it", "seed": 1234, "model": "musicgen-s"}

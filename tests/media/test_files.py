@@ -10,9 +10,9 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from adapters.config import MediaLimits
-from adapters.media import check_file, detect_kind
-from tests.adapters.helpers import rejects
+from media.files import check_file, detect_kind
+from media.limits import MediaLimits
+from tests.media.helpers import rejects
 
 
 def write_wav(path: Path) -> Path:

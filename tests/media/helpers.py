@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.errors import MediaError
+from media.errors import MediaError
 
 
 def rejects(path: Path, problem: str) -> pytest.RaisesExc[MediaError]:

@@ -16,7 +16,7 @@ from mutagen.flac import FLAC
 from mutagen.id3 import COMM, TIT2, TXXX
 from mutagen.mp3 import MP3
 
-from generation.edits import normalize_loudness
+from media.edits import normalize_loudness
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ import librosa
 import numpy as np
 import soundfile as sf
 
-from adapters.config import MediaLimits
-from adapters.errors import MediaError
-from adapters.media import accepted, check_file, find_video_stream, open_container
+from media.errors import MediaError
+from media.files import accepted, check_file, find_video_stream, open_container
+from media.limits import MediaLimits
 
 # libsndfile error codes meaning "not a format I handle", as opposed to a broken file of a format it knows.
 _SF_NOT_MINE = (1, 4)  # SF_ERR_UNRECOGNISED_FORMAT, SF_ERR_UNSUPPORTED_ENCODING

@@ -12,8 +12,8 @@ import av.video.stream
 import soundfile as sf
 from PIL import Image, UnidentifiedImageError
 
-from adapters.config import MediaLimits
-from adapters.errors import MediaError
+from media.errors import MediaError
+from media.limits import MediaLimits
 
 MediaKind = Literal["audio", "image", "video"]
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from generation.edits import (
+from media.edits import (
     EditPlan,
     change_tempo,
     fade,

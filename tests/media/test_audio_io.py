@@ -10,9 +10,9 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from adapters.audio_io import audio_duration, load_audio, load_audio_native
-from adapters.config import MediaLimits
-from tests.adapters.helpers import rejects
+from media.audio_io import audio_duration, load_audio, load_audio_native
+from media.limits import MediaLimits
+from tests.media.helpers import rejects
 
 OUT_RATE = 24_000
 

@@ -10,10 +10,10 @@ import av.container
 import av.video.stream
 import numpy as np
 
-from adapters.audio_io import load_audio
-from adapters.config import MediaLimits
-from adapters.errors import MediaError
-from adapters.media import accepted, check_file, find_video_stream, open_container
+from media.audio_io import load_audio
+from media.errors import MediaError
+from media.files import accepted, check_file, find_video_stream, open_container
+from media.limits import MediaLimits
 
 try:
     import decord

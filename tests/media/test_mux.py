@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from demo.make_examples import write_clip
-from generation.mux import mux_music
+from media.mux import mux_music
 
 
 def _streams(path):

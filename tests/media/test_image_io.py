@@ -13,9 +13,9 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from adapters.config import MediaLimits
-from adapters.image_io import load_image
-from tests.adapters.helpers import rejects
+from media.image_io import load_image
+from media.limits import MediaLimits
+from tests.media.helpers import rejects
 
 WHITE, BLACK, RED, BLUE = (255, 255, 255), (0, 0, 0), (255, 0, 0), (0, 0, 255)
 
