@@ -7,6 +7,7 @@ import os
 import re
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,15 @@ def _tag_mp3(path: Path, tags: dict[str, str]) -> None:
     audio.save(v2_version=3)  # ID3v2.3 is the version most players and OS file browsers read
 
 
+@dataclass(frozen=True)
+class WrittenAudio:
+    """What write_audio delivered: the file, and the waveform exactly as levelled into it (float, before PCM)."""
+
+    path: Path
+    waveform: np.ndarray
+    sample_rate: int
+
+
 def write_audio(
     path: str | os.PathLike[str],
     wav: np.ndarray,
@@ -116,8 +126,11 @@ def write_audio(
     loudness_lufs: float | None = -14.0,
     peak_db: float = -1.0,
     metadata: Mapping[str, Any] | None = None,
-) -> Path:
-    """Write (samples,) or (channels, samples) audio to .wav/.flac/.mp3 by extension; returns the path.
+) -> WrittenAudio:
+    """Write (samples,) or (channels, samples) audio to .wav/.flac/.mp3 by extension.
+
+    Returns the path and the levelled waveform, so a caller that muxes or analyses the delivered track never
+    reads its own output back from disk.
 
     Levels are set to loudness_lufs with sample peaks limited to peak_db dBFS (headroom for MP3 decoders);
     loudness_lufs None leaves levels alone (samples beyond full scale are clipped). bit_depth (16 or 24) applies
@@ -174,7 +187,7 @@ def write_audio(
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return path
+    return WrittenAudio(path, x, sr)
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:

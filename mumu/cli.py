@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from generation.config import SamplingSettings
-from media.audio_io import load_audio_native
-from media.audio_out import FORMATS, write_audio
+from media.audio_out import FORMATS
+from media.edit_file import edit_file
 from media.edits import EditPlan, parse_trim
 from media.errors import MediaError
 from mumu.config import CONDITIONING_MODES
@@ -85,12 +85,9 @@ def _edit(args: argparse.Namespace) -> dict:
     plan = EditPlan(tempo=args.tempo, semitones=args.semitones, trim_start=start, trim_end=end,
                     fade_in=args.fade_in, fade_out=args.fade_out, loop=args.loop, gain_db=args.gain,
                     loudness_lufs=args.loudness)
-    wav, rate = load_audio_native(args.input, mono=False)  # a creator's stereo track stays stereo
-    edited = plan.apply(wav, rate)
-    # The plan already did any loudness change the user asked for; writing must not re-level their track.
-    path = write_audio(args.out, edited, rate, bit_depth=args.bit_depth, loudness_lufs=None,
-                       metadata={"source": args.input.name, "edit": json.dumps(plan.__dict__)})
-    return {"audio": str(path), "sample_rate": rate, "channels": 1 if edited.ndim == 1 else edited.shape[0],
+    written = edit_file(args.input, plan, args.out, bit_depth=args.bit_depth, metadata={"source": args.input.name})
+    edited, rate = written.waveform, written.sample_rate
+    return {"audio": str(written.path), "sample_rate": rate, "channels": 1 if edited.ndim == 1 else edited.shape[0],
             "seconds": round(edited.shape[-1] / rate, 3)}
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import queue
 import threading
 import time
@@ -19,7 +18,8 @@ from generation.config import SamplingSettings
 from generation.factory import build_decoder
 from generation.interface import Conditioning, EditSource, MusicDecoder
 from media.audio_io import load_audio_native
-from media.audio_out import write_audio
+from media.audio_out import WrittenAudio, write_audio
+from media.edit_file import edit_file
 from media.edits import EditPlan
 from media.errors import MediaError
 from media.files import accepted, detect_kind
@@ -271,12 +271,12 @@ class MuMuPipeline:
                 sampling = replace(sampling, duration=round(seconds, 3))
             if on_stage is not None:
                 on_stage("music")
-            self._make_music(conv, reply, result.audio_hidden, sampling, source_item, text, kind, mode)
+            written = self._make_music(conv, reply, result.audio_hidden, sampling, source_item, text, kind, mode)
             if video_item is not None:
                 tick = time.perf_counter()
-                # Read back the written file (loudness-normalised): the clip carries exactly the delivered track.
-                wav, rate = load_audio_native(Path(reply.audio))
-                reply.video = str(mux_music(video_item.path, wav, rate, Path(reply.audio).with_suffix(".mp4")))
+                # The clip carries exactly the delivered (levelled) track.
+                reply.video = str(mux_music(video_item.path, written.waveform, written.sample_rate,
+                                            written.path.with_suffix(".mp4")))
                 timings["mux"] = time.perf_counter() - tick
         if stop is not None and stop.is_set():
             if reply.audio:
@@ -309,7 +309,7 @@ class MuMuPipeline:
         options.sampling.validate(self.config.decoder.max_duration)
 
     def _make_music(self, conv: Conversation, reply: Reply, hidden: torch.Tensor, sampling: SamplingSettings,
-                    source_item: MediaItem | None, prompt_text: str, kind: str, mode: str) -> None:
+                    source_item: MediaItem | None, prompt_text: str, kind: str, mode: str) -> WrittenAudio:
         tick = time.perf_counter()
         first_use = kind not in self._decoders
         decoder = self.decoder_for(kind)
@@ -349,26 +349,26 @@ class MuMuPipeline:
         item_id = conv._new_id("music", True)
         conv.out_dir.mkdir(parents=True, exist_ok=True)
         model_name = f"mumu-{self.config.profile}/{audio.info.get('decoder', kind)}"
-        path = write_audio(conv.out_dir / f"{item_id}.wav", audio.waveform, audio.sample_rate,
-                           loudness_lufs=self.config.pipeline.output_lufs,
-                           metadata={"prompt": prompt_text, "seed": settings.seed, "model": model_name,
-                                     "conditioning": mode})
+        written = write_audio(conv.out_dir / f"{item_id}.wav", audio.waveform, audio.sample_rate,
+                              loudness_lufs=self.config.pipeline.output_lufs,
+                              metadata={"prompt": prompt_text, "seed": settings.seed, "model": model_name,
+                                        "conditioning": mode})
+        path = written.path
         reply.timings["write"] = time.perf_counter() - tick
         conv.media.append(MediaItem(item_id, "music", path, file_digest(path), generated=True))
         reply.audio, reply.sample_rate, reply.track = str(path), audio.sample_rate, item_id
         reply.info = {**info, "decoder_info": audio.info}
+        return written
 
     def edit_track(self, conv: Conversation, media_id: str, plan: EditPlan) -> MediaItem:
         """Apply exact signal edits to a track of the conversation; the result is a new track of its own."""
         source = conv.item(media_id)
         if source.modality != "music":
             raise ValueError(f"{media_id!r} is {source.modality}, not a track")
-        wav, rate = load_audio_native(source.path, self.config.limits, mono=False)
-        edited = plan.apply(wav, rate)
         item_id = conv._new_id("music", True)
         conv.out_dir.mkdir(parents=True, exist_ok=True)
-        path = write_audio(conv.out_dir / f"{item_id}.wav", edited, rate, loudness_lufs=None,
-                           metadata={"source": source.id, "edit": json.dumps(plan.__dict__)})
+        path = edit_file(source.path, plan, conv.out_dir / f"{item_id}.wav", limits=self.config.limits,
+                         metadata={"source": source.id}).path
         item = MediaItem(item_id, "music", path, file_digest(path), generated=True)
         conv.media.append(item)
         return item

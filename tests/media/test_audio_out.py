@@ -32,7 +32,7 @@ def music(seconds: float = 1.0, channels: int = 1) -> np.ndarray:
 @pytest.mark.parametrize(("suffix", "bits"), [(".wav", 16), (".wav", 24), (".flac", 16), (".flac", 24)])
 def test_pcm_round_trip_is_exact_to_quantisation(tmp_path: Path, suffix: str, bits: int) -> None:
     wav = music(channels=2)
-    path = write_audio(tmp_path / f"out{suffix}", wav, SR, bit_depth=bits, loudness_lufs=None, metadata=META)
+    path = write_audio(tmp_path / f"out{suffix}", wav, SR, bit_depth=bits, loudness_lufs=None, metadata=META).path
     back, rate = sf.read(path, dtype="float64", always_2d=True)
     assert rate == SR and back.shape == (wav.shape[1], 2)
     assert sf.info(path).subtype == f"PCM_{bits}"
@@ -42,7 +42,7 @@ def test_pcm_round_trip_is_exact_to_quantisation(tmp_path: Path, suffix: str, bi
 
 def test_mp3_round_trip(tmp_path: Path) -> None:
     wav = music()
-    path = write_audio(tmp_path / "out.mp3", wav, SR, loudness_lufs=None, metadata=META)
+    path = write_audio(tmp_path / "out.mp3", wav, SR, loudness_lufs=None, metadata=META).path
     back, rate = sf.read(path, dtype="float32")
     assert rate == SR and abs(len(back) - len(wav)) <= 1152  # one MPEG-1 frame
     n = min(len(back), len(wav))
@@ -55,18 +55,18 @@ def test_native_fields_hold_prompt_and_keys(tmp_path: Path) -> None:
     from mutagen.flac import FLAC
     from mutagen.id3 import ID3
 
-    with sf.SoundFile(write_audio(tmp_path / "a.wav", music(), SR, metadata=META)) as f:
+    with sf.SoundFile(write_audio(tmp_path / "a.wav", music(), SR, metadata=META).path) as f:
         assert f.title == META["prompt"]
-    flac = FLAC(write_audio(tmp_path / "a.flac", music(), SR, metadata=META))
+    flac = FLAC(write_audio(tmp_path / "a.flac", music(), SR, metadata=META).path)
     assert flac["title"] == [META["prompt"]] and flac["seed"] == ["1234"]
-    id3 = ID3(write_audio(tmp_path / "a.mp3", music(), SR, metadata=META))
+    id3 = ID3(write_audio(tmp_path / "a.mp3", music(), SR, metadata=META).path)
     assert str(id3["TIT2"]) == META["prompt"] and str(id3["TXXX:model"]) == "musicgen-s"
 
 
 @pytest.mark.parametrize("suffix", [".wav", ".flac", ".mp3"])
 @pytest.mark.parametrize("target", [-14.0, -23.0])
 def test_written_loudness_and_peak(tmp_path: Path, suffix: str, target: float) -> None:
-    path = write_audio(tmp_path / f"loud{suffix}", music(seconds=2.0, channels=2) * 3.0, SR, loudness_lufs=target)
+    path = write_audio(tmp_path / f"loud{suffix}", music(seconds=2.0, channels=2) * 3.0, SR, loudness_lufs=target).path
     back, _ = sf.read(path, dtype="float32", always_2d=True)
     assert abs(loudness(back.T, SR) - target) < 0.5
     if suffix != ".mp3":  # MP3 decoding can overshoot the sample peak slightly
@@ -75,15 +75,15 @@ def test_written_loudness_and_peak(tmp_path: Path, suffix: str, target: float) -
 
 def test_levels_left_alone_but_never_wrapped(tmp_path: Path) -> None:
     wav = np.array([0.0, 0.5, 1.5, -2.0, 0.25], dtype=np.float32)
-    back, _ = sf.read(write_audio(tmp_path / "raw.wav", wav, 8000, loudness_lufs=None), dtype="float32")
+    back, _ = sf.read(write_audio(tmp_path / "raw.wav", wav, 8000, loudness_lufs=None).path, dtype="float32")
     assert np.allclose(back, [0.0, 0.5, 1.0, -1.0, 0.25], atol=1e-4)
 
 
 def test_silence_and_no_metadata(tmp_path: Path) -> None:
-    path = write_audio(tmp_path / "quiet.flac", np.zeros(SR, dtype=np.float32), SR)
+    path = write_audio(tmp_path / "quiet.flac", np.zeros(SR, dtype=np.float32), SR).path
     assert not sf.read(path)[0].any()
     assert read_metadata(path) == {}
-    assert read_metadata(write_audio(tmp_path / "plain.mp3", music(), SR)) == {}
+    assert read_metadata(write_audio(tmp_path / "plain.mp3", music(), SR).path) == {}
 
 
 @pytest.mark.parametrize(
@@ -107,7 +107,7 @@ def test_errors_leave_no_file(tmp_path: Path, name: str, kwargs: dict, message: 
 
 def test_long_prompt_fits_flac(tmp_path: Path) -> None:
     meta = {"prompt": "x" * 3000}
-    assert read_metadata(write_audio(tmp_path / "long.flac", music(0.1), SR, metadata=meta)) == meta
+    assert read_metadata(write_audio(tmp_path / "long.flac", music(0.1), SR, metadata=meta).path) == meta
 
 
 @pytest.mark.parametrize("suffix", [".flac", ".mp3"])
@@ -134,3 +134,11 @@ def test_read_metadata_of_foreign_file(tmp_path: Path) -> None:
         f.title, f.comment = "Field recording", "recorded at home"
         f.write(music(0.1))
     assert read_metadata(path) == {"title": "Field recording", "comment": "recorded at home"}
+
+
+def test_returns_the_levelled_waveform_it_wrote(tmp_path: Path) -> None:
+    written = write_audio(tmp_path / "levelled.wav", music(seconds=1.0) * 3.0, SR, bit_depth=24, loudness_lufs=-20.0)
+    back, rate = sf.read(written.path, dtype="float32")
+    assert rate == written.sample_rate == SR
+    assert np.abs(back - written.waveform).max() < 2 ** -22  # only the 24-bit quantisation differs
+    assert abs(loudness(written.waveform, SR) + 20.0) < 0.5
