@@ -8,7 +8,6 @@ from typing import Any
 import soundfile as sf
 
 from demo.session import Session
-from media.files import detect_kind
 from mumu.pipeline import MuMuPipeline
 
 # Seconds of GPU time. Generous on purpose: ZeroGPU aborts a call that outlives its reservation, while a larger
@@ -47,7 +46,7 @@ def turn_seconds(
         seconds = min(float(duration), limit)
         conv = session.conversation if session is not None else None
         files = [f if isinstance(f, str) else f.get("path") for f in (message or {}).get("files") or []]
-        has_video = any(detect_kind(f) == "video" for f in files) or (conv is not None and "video" in conv.active)
+        has_video = any(pipeline.classify(f) == "video" for f in files) or (conv is not None and "video" in conv.active)
         if fit_video and has_video:  # the music may last as long as the clip
             seconds = limit
         if edit and conv is not None and any(item.id == edit for item in conv.media) and kind != "musicgen_melody":

@@ -11,19 +11,18 @@ import gradio as gr
 from demo.session import Session, new_session
 from generation.config import SamplingSettings
 from media.edits import EditPlan, parse_trim
-from media.files import detect_kind
 from mumu.pipeline import ChatOptions, MuMuPipeline
 
 NO_EDIT = "(none)"
 MAKING_MUSIC = "_generating music..._"
 
 
-def _files(message: dict[str, Any]) -> dict[str, str]:
+def _files(pipeline: MuMuPipeline, message: dict[str, Any]) -> dict[str, str]:
     """Attached files by pipeline argument name; one per kind (the last one wins)."""
     chosen: dict[str, str] = {}
     for item in message.get("files") or []:
         path = item if isinstance(item, str) else item.get("path")
-        chosen[detect_kind(path)] = path
+        chosen[pipeline.classify(path)] = path
     return chosen
 
 
@@ -36,7 +35,7 @@ def respond(
     session = session or new_session(pipeline)
     text = (message or {}).get("text", "") or ""
     try:
-        files = _files(message or {})
+        files = _files(pipeline, message or {})
         seed = random.randrange(2**31) if random_seed else int(seed)
         sampling = SamplingSettings(duration=float(duration), seed=seed, guidance_scale=float(guidance),
                                     steps=int(steps))

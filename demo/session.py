@@ -5,7 +5,8 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 
-from mumu.pipeline import Conversation, MuMuPipeline
+from mumu.conversation import Conversation
+from mumu.pipeline import MuMuPipeline
 
 
 @dataclass

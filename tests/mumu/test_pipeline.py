@@ -289,7 +289,7 @@ def test_exact_edits_of_a_track_become_a_new_track(pipeline, song):
 
 
 def test_another_decoder_makes_music_from_the_reply_text_and_is_built_once(pipeline, monkeypatch):
-    import mumu.pipeline as module
+    import mumu.decoder_pool as module
     from media.audio_out import read_metadata
 
     assert pipeline.decoder_choices == ("musicgen", "musicgen_melody", "audioldm2")
@@ -346,7 +346,7 @@ def test_edits_follow_the_chosen_decoder(pipeline, song):
 
 
 def test_a_decoder_that_fails_to_load_leaves_the_conversation_unchanged(pipeline, monkeypatch):
-    import mumu.pipeline as module
+    import mumu.decoder_pool as module
 
     real = module.build_decoder
 
