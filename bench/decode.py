@@ -35,6 +35,7 @@ from PIL import Image
 from mumu.builder import build_model
 from mumu.config import MuMuConfig
 from mumu.decoding import GenerationSettings, generate
+from mumu.feature_cache import encode
 from mumu.modeling import MediaFeatures, MuMuModel
 from mumu.profiles import tiny
 
@@ -80,9 +81,8 @@ def random_media(model: MuMuModel, seed: int = 0) -> MediaFeatures:
     clip = (0.1 * rng.standard_normal(round(model.config.music_encoder.window_seconds * rate))).astype(np.float32)
     image = Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), "RGB")
     video = rng.integers(0, 256, (model.video_encoder.num_frames, 64, 64, 3), dtype=np.uint8)
-    return MediaFeatures(
-        music=[model.encode_music(clip)], image=[model.encode_image(image)], video=[model.encode_video(video)]
-    )
+    data = {"music": clip, "image": image, "video": video}
+    return MediaFeatures(**{modality: [encode(model, modality, x)] for modality, x in data.items()})
 
 
 def ours(model: MuMuModel, prompt: list[int], n: int, media: MediaFeatures | None = None) -> list[int]:

@@ -9,7 +9,9 @@ from collections.abc import Hashable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
+from PIL import Image
 
 from media.audio_io import load_audio
 from media.image_io import load_image
@@ -30,17 +32,34 @@ def file_digest(path: str | Path, chunk: int = 2**20) -> str:
     return digest.hexdigest()
 
 
+def encode(model: MuMuModel | FrozenEncoders, modality: str, data: np.ndarray | Image.Image) -> torch.Tensor:
+    """Run the frozen encoder of `modality` on one decoded input.
+
+    music: a mono waveform at the encoder's rate -> (layers, steps, width); image: an RGB image -> (tokens, width);
+    video: (frames, H, W, 3) uint8 -> (tokens, width).
+    """
+    if modality == "music":
+        return model.music_encoder(data)
+    if modality == "image":
+        return model.image_encoder([data])[0]
+    if modality == "video":
+        return model.video_encoder([data])[0]
+    raise ValueError(f"unknown modality {modality!r}; expected music, image or video")
+
+
 def encode_file(
     model: MuMuModel | FrozenEncoders, modality: str, path: str | Path, limits: MediaLimits
 ) -> torch.Tensor:
-    """Load one media file (checked against limits) and run the frozen encoder for its modality."""
+    """Load one media file (checked against limits) as its encoder expects it, and encode it."""
     if modality == "music":
-        return model.music_encoder(load_audio(path, model.config.music_encoder.sample_rate, limits))
-    if modality == "image":
-        return model.image_encoder([load_image(path, limits)])[0]
-    if modality == "video":
-        return model.video_encoder([load_video_frames(path, model.video_encoder.num_frames, limits)])[0]
-    raise ValueError(f"unknown modality {modality!r}; expected music, image or video")
+        data = load_audio(path, model.config.music_encoder.sample_rate, limits)
+    elif modality == "image":
+        data = load_image(path, limits)
+    elif modality == "video":
+        data = load_video_frames(path, model.video_encoder.num_frames, limits)
+    else:
+        raise ValueError(f"unknown modality {modality!r}; expected music, image or video")
+    return encode(model, modality, data)
 
 
 class FeatureCache:

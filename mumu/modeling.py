@@ -6,12 +6,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from typing import Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from peft import PeftModel
-from PIL import Image
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
@@ -41,7 +40,7 @@ class MediaFeatures:
 
 @dataclass
 class MuMuOutput:
-    """Losses reported separately (loss = ce + mse + mask when targets are given) and the logits."""
+    """Losses reported separately (loss = ce + mse_weight * (mse + mask), the parts whose targets are given)."""
 
     logits: torch.Tensor
     loss: torch.Tensor | None = None
@@ -51,10 +50,24 @@ class MuMuOutput:
     projector: ProjectorOutput | None = None
 
 
-def _is_norm(name: str) -> bool:
+TrainedPart = Literal["adapters", "injection", "projector", "lora", "audio_tokens", "norms", "llm_params"]
+OWN_MODULES: dict[str, TrainedPart] = {"music_adapter": "adapters", "image_adapter": "adapters",
+                                       "video_adapter": "adapters", "injection": "injection", "projector": "projector"}
+
+
+def _llm_part(name: str, extra: list[str]) -> TrainedPart | None:
+    """Which trained part an LLM parameter belongs to (None: a frozen base weight)."""
+    if "lora_" in name:
+        return "lora"
+    if "trainable_tokens_" in name:
+        return "audio_tokens"
     # The LLM's RMSNorm scales train with LoRA (as in the paper): a frozen final norm caps how sharp the logits of
     # a frozen LM head can get.
-    return name.endswith("norm.weight")
+    if name.endswith("norm.weight"):
+        return "norms"
+    if any(fnmatchcase(name, pattern) for pattern in extra):
+        return "llm_params"
+    return None
 
 
 class MuMuModel(nn.Module):
@@ -125,19 +138,6 @@ class MuMuModel(nn.Module):
         """Device of the LLM weights."""
         return self.llm.get_base_model().model.embed_tokens.weight.device
 
-    # Frozen encoders: results are cacheable by content (decision 7), so they are separate from forward.
-    def encode_music(self, waveform: np.ndarray) -> torch.Tensor:
-        """One mono clip at the encoder's rate -> (layers, steps, width)."""
-        return self.music_encoder(waveform)
-
-    def encode_image(self, image: Image.Image) -> torch.Tensor:
-        """One RGB image -> (tokens, width)."""
-        return self.image_encoder([image])[0]
-
-    def encode_video(self, frames: np.ndarray) -> torch.Tensor:
-        """(frames, H, W, 3) uint8 -> (tokens, width)."""
-        return self.video_encoder([frames])[0]
-
     def modality_inputs(self, media: MediaFeatures | None, batch: int) -> dict[str, ModalityInput | None]:
         """Run each adapter over the rows that have its modality; absent modalities give None."""
         media = media or MediaFeatures()
@@ -169,11 +169,13 @@ class MuMuModel(nn.Module):
         decoder_targets: dict[str, torch.Tensor] | None = None,
         decoder_target_masks: dict[str, torch.Tensor] | None = None,
         target_rows: list[int] | None = None,
+        mse_weight: float = 1.0,
     ) -> MuMuOutput:
         """Text CE on labels (-100 ignored); projector MSE on the rows that produce music.
 
         decoder_targets hold one row per entry of target_rows (default: every row of the batch), so a batch can mix
-        samples that answer with music and samples that answer with text only.
+        samples that answer with music and samples that answer with text only. The loss (the one training
+        minimises) is ce + mse_weight * (mse + mask), each part present only when its targets are given.
         """
         inputs = self.modality_inputs(media, input_ids.shape[0])
         with self.injection.inject(inputs, input_ids.shape[0]), module_outputs(self.projector_source) as states:
@@ -190,7 +192,8 @@ class MuMuModel(nn.Module):
             result.projector = self.project(hidden)
             mse, mask = self.projector.loss(result.projector, decoder_targets, decoder_target_masks or {})
             result.mse_loss, result.mask_loss = mse, mask
-            result.loss = mse + mask if result.loss is None else result.loss + mse + mask
+            weighted = mse_weight * (mse + mask)
+            result.loss = weighted if result.loss is None else result.loss + weighted
         return result
 
     def audio_hidden(
@@ -220,37 +223,32 @@ class MuMuModel(nn.Module):
         embeds = self.llm.get_input_embeddings()(self.audio_ids)
         return self.projector(audio_hidden + embeds.to(audio_hidden.dtype)[None])
 
-    def set_trainable(self) -> None:
-        """requires_grad exactly as config.trainable says; encoders and LLM base weights always frozen."""
-        flags = self.config.trainable
-        extra = flags.llm_params
-        self.requires_grad_(False)
-        for adapter in (self.music_adapter, self.image_adapter, self.video_adapter):
-            adapter.requires_grad_(flags.adapters)
-        self.injection.requires_grad_(flags.injection)
-        self.projector.requires_grad_(flags.projector)
+    def trained_tensors(self) -> Iterator[tuple[str, TrainedPart, torch.Tensor]]:
+        """(name, part, tensor) for every tensor this project trains, whatever the current stage freezes.
+
+        The one definition of what trains: `set_trainable` sets gradients from it and `trained_state_dict` saves it
+        (torchtune's get_adapter_params / set_trainable_params). Encoders and LLM base weights are never in it.
+        """
+        for prefix, part in OWN_MODULES.items():
+            for name, tensor in getattr(self, prefix).state_dict(keep_vars=True).items():
+                yield f"{prefix}.{name}", part, tensor
+        extra = self.config.trainable.llm_params
         for name, param in self.llm.named_parameters():
-            if "lora_" in name:
-                param.requires_grad_(flags.lora)
-            elif "trainable_tokens_" in name:
-                param.requires_grad_(flags.audio_tokens)
-            elif _is_norm(name):
-                param.requires_grad_(flags.norms)
-            elif any(fnmatchcase(name, pattern) for pattern in extra):
-                param.requires_grad_(True)
+            part = _llm_part(name, extra)
+            if part is not None:
+                yield f"llm.{name}", part, param
+
+    def set_trainable(self) -> None:
+        """requires_grad exactly as config.trainable says for each trained part; everything else frozen."""
+        flags = self.config.trainable
+        self.requires_grad_(False)
+        for _, part, tensor in self.trained_tensors():
+            if isinstance(tensor, nn.Parameter):
+                tensor.requires_grad_(part == "llm_params" or bool(getattr(flags, part)))
 
     def trained_state_dict(self) -> dict[str, torch.Tensor]:
         """Every tensor this project trains (whatever the current stage freezes); nothing from pretrained parts."""
-        own = {}
-        for prefix in ("music_adapter", "image_adapter", "video_adapter", "injection", "projector"):
-            for name, tensor in getattr(self, prefix).state_dict().items():
-                own[f"{prefix}.{name}"] = tensor
-        extra = self.config.trainable.llm_params
-        for name, tensor in self.llm.named_parameters():
-            if "lora_" in name or "trainable_tokens_" in name or _is_norm(name) or any(
-                    fnmatchcase(name, p) for p in extra):
-                own[f"llm.{name}"] = tensor.detach()
-        return own
+        return {name: tensor.detach() for name, _, tensor in self.trained_tensors()}
 
 
 @contextmanager

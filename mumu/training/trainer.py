@@ -112,13 +112,12 @@ def _forward(model: Any, batch: dict[str, Any], mse_weight: float) -> tuple[torc
     media = MediaFeatures(music=batch["music"], image=batch["image"], video=batch["video"])
     out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"],
                 media=media, decoder_targets=batch["decoder_targets"],
-                decoder_target_masks=batch["decoder_target_masks"], target_rows=batch["target_rows"])
-    loss = out.ce_loss
+                decoder_target_masks=batch["decoder_target_masks"], target_rows=batch["target_rows"],
+                mse_weight=mse_weight)
     parts = {"ce": out.ce_loss.item()}
     if out.mse_loss is not None:
-        loss = loss + mse_weight * (out.mse_loss + out.mask_loss)
         parts.update(mse=out.mse_loss.item(), mask=out.mask_loss.item())
-    return loss, parts
+    return out.loss, parts
 
 
 class Trainer:

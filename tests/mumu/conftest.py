@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from mumu.builder import build_model
+from mumu.feature_cache import encode
 from mumu.modeling import MediaFeatures, MuMuModel
 from mumu.profiles import tiny
 
@@ -35,9 +36,9 @@ def media_for(model: MuMuModel, seed: int, rows: int = 1, music=True, image=True
         wav = rng.standard_normal(int(24000 * 1.5)).astype(np.float32) * 0.1
         pixels = (rng.random((30, 40, 3)) * 255).astype(np.uint8)
         frames = (rng.random((model.video_encoder.num_frames, 36, 48, 3)) * 255).astype(np.uint8)
-        media.music.append(model.encode_music(wav) if music else None)
-        media.image.append(model.encode_image(Image.fromarray(pixels)) if image else None)
-        media.video.append(model.encode_video(frames) if video else None)
+        media.music.append(encode(model, "music", wav) if music else None)
+        media.image.append(encode(model, "image", Image.fromarray(pixels)) if image else None)
+        media.video.append(encode(model, "video", frames) if video else None)
     return media
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bench.learning_probe import SR, clip, picture, pulses
+from mumu.cli import main
 
 
 def write_dataset(root: Path, n: int = 4, seed: int = 0) -> dict[str, Path]:
@@ -56,3 +59,24 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, P
 def spec(paths: dict[str, Path], *kinds: str) -> str:
     """A --data argument for the given kinds."""
     return ",".join(f"{kind}={paths[kind]}" for kind in kinds)
+
+
+def run_cli(*args: object) -> tuple[int, dict | None, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main([str(a) for a in args])
+    text = out.getvalue().strip()
+    return code, json.loads(text.splitlines()[-1]) if code == 0 and text else None, err.getvalue()
+
+
+@pytest.fixture(scope="session")
+def features(dataset, tmp_path_factory) -> Path:
+    root, paths = dataset
+    out = tmp_path_factory.mktemp("features")
+    code, result, err = run_cli("features", "--profile", "tiny", "--data",
+                                spec(paths, "mucaps", "coco", "muvideo-captions", "mucaps-decoder", "muimage"),
+                                "--media-root", root, "--out", out)
+    assert code == 0, err
+    # 4 clips + 4 pictures + 2 videos; 2 distinct decoder captions + 1 MUImage caption (stored by content)
+    assert result["computed"] == {"music": 4, "image": 4, "video": 2, "target": 3}
+    return out

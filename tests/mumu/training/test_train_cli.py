@@ -2,41 +2,17 @@
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from mumu.cli import main
 from mumu.data.features import FeatureStore, fingerprint
 from mumu.profiles import tiny
-from tests.mumu.training.conftest import spec
-
-
-def run_cli(*args: object) -> tuple[int, dict | None, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = main([str(a) for a in args])
-    text = out.getvalue().strip()
-    return code, json.loads(text.splitlines()[-1]) if code == 0 and text else None, err.getvalue()
-
-
-@pytest.fixture(scope="module")
-def features(dataset, tmp_path_factory) -> Path:
-    root, paths = dataset
-    out = tmp_path_factory.mktemp("features")
-    code, result, err = run_cli("features", "--profile", "tiny", "--data",
-                                spec(paths, "mucaps", "coco", "muvideo-captions", "mucaps-decoder", "muimage"),
-                                "--media-root", root, "--out", out)
-    assert code == 0, err
-    # 4 clips + 4 pictures + 2 videos; 2 distinct decoder captions + 1 MUImage caption (stored by content)
-    assert result["computed"] == {"music": 4, "image": 4, "video": 2, "target": 3}
-    return out
+from tests.mumu.training.conftest import run_cli, spec
 
 
 def _weights(directory: Path) -> dict[str, torch.Tensor]:
