@@ -59,7 +59,7 @@ def test_chat_template(tok, ids):
 def test_bad_conversations(tok, ids):
     with pytest.raises(ValueError, match="must end with a user turn"):
         build_prompt(tok, ids, CONVERSATION[:2])
-    with pytest.raises(ValueError, match="unknown prompt template 'vicuna'"):
+    with pytest.raises(ValueError, match="template must be one of alpaca, chat, m2ugen, got 'vicuna'"):
         build_prompt(tok, ids, CONVERSATION, template="vicuna")
 
 
