@@ -14,9 +14,10 @@ from typing import Any
 
 import torch
 
+from choices import check_choice
 from generation.config import SamplingSettings
-from generation.factory import build_decoder
 from generation.interface import Conditioning, EditSource, MusicDecoder
+from generation.registry import DECODER_KINDS, build_decoder
 from media.audio_io import load_audio_native
 from media.audio_out import WrittenAudio, write_audio
 from media.edit_file import edit_file
@@ -28,10 +29,10 @@ from media.video_io import video_duration
 from mumu.builder import build_model, seeded
 from mumu.checkpoint import from_pretrained as load_checkpoint
 from mumu.config import check_conditioning
-from mumu.decoding import MUSIC_MODES, GenerationSettings, generate
+from mumu.decoding import GenerationSettings, MusicMode, generate
 from mumu.feature_cache import FeatureCache, encode_file, file_digest
 from mumu.modeling import MediaFeatures, MuMuModel
-from mumu.profiles import DECODER_KINDS, get_profile, sibling_decoder
+from mumu.profiles import get_profile, sibling_decoder
 from mumu.projector import check_streams
 from mumu.prompting import Message, fit_context
 from mumu.streaming import Cancelled, TextStream, byte_fallback_tokens
@@ -85,7 +86,7 @@ class ChatOptions:
     conditioning: "embeddings" or "caption" (see PipelineConfig.conditioning); None = the config's.
     """
 
-    music: str = "auto"
+    music: MusicMode = "auto"
     fit_video: bool = False
     max_new_tokens: int | None = None
     temperature: float = 0.0
@@ -302,8 +303,7 @@ class MuMuPipeline:
             raise ValueError(f"the message is {len(text)} characters, over the {cfg.max_text_chars} limit")
         if len(conv.messages) // 2 >= cfg.max_turns:
             raise ValueError(f"the conversation reached its {cfg.max_turns}-turn limit; start a new one")
-        if options.music not in MUSIC_MODES:
-            raise ValueError(f"music must be one of {', '.join(MUSIC_MODES)}, got {options.music!r}")
+        check_choice(options.music, MusicMode, "music")
         if not 0 <= options.temperature <= 5 or not 0 < options.top_p <= 1:
             raise ValueError("temperature must be in [0, 5] (0 = greedy) and top_p in (0, 1]")
         options.sampling.validate(self.config.decoder.max_duration)
