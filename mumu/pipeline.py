@@ -26,7 +26,7 @@ from media.errors import MediaError
 from media.files import accepted, detect_kind
 from media.mux import mux_music
 from media.video_io import video_duration
-from mumu.builder import build_model, seeded
+from mumu.builder import SeedOffset, build_model, seeded
 from mumu.checkpoint import from_pretrained as load_checkpoint
 from mumu.config import check_conditioning
 from mumu.decoding import GenerationSettings, MusicMode, generate
@@ -171,7 +171,7 @@ class MuMuPipeline:
         weights = next(p for module in self.decoder.components.values() for p in module.parameters())
         try:
             # Seeded (apart from the model's own parts' seeds), so a random-init (tiny) decoder is the same every run.
-            with seeded(self.config.seed + 1000 + DECODER_KINDS.index(kind)):
+            with seeded(self.config.seed + SeedOffset.DECODERS + DECODER_KINDS.index(kind)):
                 return build_decoder(cfg, device=weights.device, dtype=weights.dtype)
         except OSError as e:
             raise OSError(f"could not load the {kind} decoder{f' from {cfg.source}' if cfg.source else ''}: {e}") from e
