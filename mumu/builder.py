@@ -70,7 +70,28 @@ def build_model(
     config: MuMuConfig, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
     weights: bool = True,
 ) -> MuMuModel:
-    """Assemble the model. weights=False builds on the meta device from archs only (no downloads, no memory)."""
+    """Assemble the model: frozen encoders, the LoRA Llama with its [AUD] rows, adapters, injection and projector.
+
+    Every part with a source loads it; every part without one is initialised at random from its arch, seeded from
+    `config.seed` plus the part's SeedOffset, so two builds of one config are identical and the caller's RNG state is
+    left as it was.
+
+    Args:
+        config: the whole model (see mumu.config); its fields were checked when it was made or loaded.
+        device: where the built model lives; pretrained weights load on the CPU and move there once.
+        dtype: dtype of the frozen pretrained parts (None: as stored).
+        weights: False builds on the meta device from the archs only: no downloads, no memory, no tokenizer
+            (parameter counts and reports).
+
+    Returns:
+        The model in eval mode, with requires_grad as `config.trainable` says.
+
+    Raises:
+        ValueError: the parts do not fit together (adapter width vs LLM width, more injection layers than the LLM
+            has, a trainable.llm_params pattern that matches nothing), a tokenizer that lacks the [AUD] tokens or
+            puts them elsewhere than appended to the vocabulary, or a checkpoint that lacks weights.
+        OSError: a source that is neither a local directory nor a downloadable (or cached) Hub id.
+    """
     seed = config.seed
     # Pretrained weights load on the CPU and move once; the meta context only serves weightless builds.
     with nullcontext() if weights else torch.device("meta"):
