@@ -1,4 +1,5 @@
-"""Size presets: `tiny` and `full` are small builder functions over one general builder (torchtune style)."""
+"""Profiles: `tiny` and `full` are small builder functions over one general builder (torchtune style); the
+architectures they use live in mumu/presets.py."""
 
 from __future__ import annotations
 
