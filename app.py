@@ -13,10 +13,10 @@ import gradio as gr
 import torch
 
 from demo.ui import build_demo
-from generation.factory import build_decoder
+from generation.registry import DECODER_KINDS, build_decoder
 from mumu.builder import build_model
 from mumu.pipeline import MuMuPipeline
-from mumu.profiles import DECODER_KINDS, resolve_profile
+from mumu.profiles import resolve_profile
 
 
 def build_app(profile: str = "auto", decoder: str = "musicgen") -> tuple[gr.Blocks, MuMuPipeline]:

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+from choices import check_fields
+
+# "mumu": our adapters (K tokens, RMS-normalised, RNN + attention pooling of music and video); "m2ugen": the
+# published M2UGen adapters (one token per modality, L2-normalised Conv1d aggregation); "m2ugen_rnn": the same with
+# MuMu-LLaMA's RNN + attention pooling of the music frames.
+AdapterStyle = Literal["mumu", "m2ugen", "m2ugen_rnn"]
+AdapterRnn = Literal["gru", "rnn", "lstm"]
 
 
 @dataclass
@@ -35,16 +43,17 @@ class VideoEncoderConfig:
 
 @dataclass
 class AdapterConfig:
-    """Understanding adapters: aggregate encoder tokens, pool over time, project to the LLM width.
-
-    style "m2ugen": the published M2UGen adapters (one token per modality, L2-normalised Conv1d aggregation);
-    "m2ugen_rnn": the same with MuMu-LLaMA's RNN + attention pooling of the music frames.
-    """
+    """Understanding adapters: aggregate encoder tokens, pool over time, project to the LLM width (style: see above)."""
 
     llm_width: int = 4096
     num_tokens: int = 1
     num_blocks: int = 3
     ffn_width: int | None = None
-    rnn: str = "gru"
+    rnn: AdapterRnn = "gru"
     norm_eps: float = 1e-6
-    style: str = "mumu"
+    style: AdapterStyle = "mumu"
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.style != "mumu" and self.num_tokens != 1:
+            raise ValueError(f"adapter style {self.style!r} gives one token per modality; num_tokens={self.num_tokens}")

@@ -17,23 +17,12 @@ from torch import nn
 from adapters.config import AdapterConfig
 from adapters.understanding import LLMProjection, TemporalAttentionPool, pad_steps
 
-STYLES = ("mumu", "m2ugen", "m2ugen_rnn")
-
-
-def check_style(cfg: AdapterConfig) -> None:
-    """Raise unless cfg.style is known and, for the published styles, asks for one token."""
-    if cfg.style not in STYLES:
-        raise ValueError(f"adapter style must be one of {STYLES}, got {cfg.style!r}")
-    if cfg.style != "mumu" and cfg.num_tokens != 1:
-        raise ValueError(f"adapter style {cfg.style!r} gives one token per modality; num_tokens={cfg.num_tokens}")
-
 
 class M2UGenMusicAdapter(nn.Module):
     """MERT (layers, steps, width) clips -> (B, 1, llm_width), mean over time or RNN + attention pooling."""
 
     def __init__(self, num_layers: int, in_width: int, cfg: AdapterConfig) -> None:
         super().__init__()
-        check_style(cfg)
         self.aggregate = nn.Conv1d(num_layers, 1, kernel_size=1)
         self.pool = TemporalAttentionPool(in_width, 1, "rnn") if cfg.style == "m2ugen_rnn" else None
         self.project = LLMProjection(in_width, cfg)
@@ -55,7 +44,6 @@ class M2UGenTokenAdapter(nn.Module):
 
     def __init__(self, num_tokens_in: int, in_width: int, cfg: AdapterConfig) -> None:
         super().__init__()
-        check_style(cfg)
         self.num_tokens_in = num_tokens_in
         self.aggregate = nn.Conv1d(num_tokens_in, 1, kernel_size=1)
         self.project = LLMProjection(in_width, cfg)

@@ -24,37 +24,7 @@ from adapters.config import MusicEncoderConfig
 
 RELAX_ATTENTION = "mert_relax"
 
-# MERT-v1-330M as a HuBERT-large-like stack. These are the defaults for building it without a checkpoint
-# (random weights, or meta-device parameter counts); the real checkpoint's flags (do_stable_layer_norm,
-# deepnorm, attention_relax, feat_extract_norm, ...) are read from its config.json at load time.
-MERT_V1_330M_ARCH: dict[str, Any] = dict(
-    hidden_size=1024,
-    num_hidden_layers=24,
-    num_attention_heads=16,
-    intermediate_size=4096,
-    conv_dim=(512,) * 7,
-    conv_stride=(5, 2, 2, 2, 2, 2, 2),
-    conv_kernel=(10, 3, 3, 3, 3, 2, 2),
-    conv_bias=True,
-    feat_extract_norm="layer",
-    feat_proj_layer_norm=True,
-    do_stable_layer_norm=True,
-    num_conv_pos_embeddings=128,
-    num_conv_pos_embedding_groups=16,
-    deepnorm=False,
-    attention_relax=-1.0,
-    sample_rate=24_000,
-)
-
 # Keys of a MERT config.json that describe the remote-code wrapper rather than the network.
-# The tiny profile's stand-in: same architecture family, small enough to build in milliseconds.
-TINY_MERT_ARCH: dict[str, Any] = dict(
-    hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(16,) * 7,
-    conv_stride=(5, 2, 2, 2, 2, 2, 2), conv_kernel=(10, 3, 3, 3, 3, 2, 2), num_conv_pos_embeddings=16,
-    num_conv_pos_embedding_groups=4, feat_extract_norm="group", feat_proj_layer_norm=True,
-    do_stable_layer_norm=False, mask_time_prob=0.0,
-)
-
 _MERT_ONLY_KEYS = ("model_type", "architectures", "auto_map", "transformers_version", "_name_or_path")
 
 

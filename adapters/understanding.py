@@ -7,9 +7,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from adapters.config import AdapterConfig
+from adapters.config import AdapterConfig, AdapterRnn
+from choices import check_choice
 
-_RNNS = {"gru": nn.GRU, "rnn": nn.RNN, "lstm": nn.LSTM}
+_RNNS: dict[AdapterRnn, type[nn.RNNBase]] = {"gru": nn.GRU, "rnn": nn.RNN, "lstm": nn.LSTM}
 
 
 class SwiGLUBlock(nn.Module):
@@ -48,11 +49,9 @@ class LLMProjection(nn.Module):
 class TemporalAttentionPool(nn.Module):
     """RNN over time, then K learned attention-pooling heads over the (masked) time axis."""
 
-    def __init__(self, width: int, num_tokens: int, rnn: str) -> None:
+    def __init__(self, width: int, num_tokens: int, rnn: AdapterRnn) -> None:
         super().__init__()
-        if rnn not in _RNNS:
-            raise ValueError(f"adapter rnn must be one of {sorted(_RNNS)}, got {rnn!r}")
-        self.rnn = _RNNS[rnn](width, width, batch_first=True)
+        self.rnn = _RNNS[check_choice(rnn, AdapterRnn, "adapter rnn")](width, width, batch_first=True)
         self.score = nn.Linear(width, num_tokens)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

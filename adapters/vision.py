@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 from PIL import Image
@@ -19,37 +17,6 @@ from transformers import (
 )
 
 from adapters.config import ImageEncoderConfig, VideoEncoderConfig
-
-# ViT-B/16 at 224 px (the transformers ViTConfig defaults): 1 + 14 * 14 = 197 tokens of width 768.
-VIT_B16_ARCH: dict[str, Any] = dict(
-    image_size=224,
-    patch_size=16,
-    hidden_size=768,
-    num_hidden_layers=12,
-    num_attention_heads=12,
-    intermediate_size=3072,
-)
-
-# ViViT-B/16x2 (the transformers VivitConfig defaults): 32 frames at 224 px in 2x16x16 tubelets,
-# 1 + 16 * 14 * 14 = 3137 tokens of width 768.
-VIVIT_B16X2_ARCH: dict[str, Any] = dict(
-    image_size=224,
-    num_frames=32,
-    tubelet_size=[2, 16, 16],
-    hidden_size=768,
-    num_hidden_layers=12,
-    num_attention_heads=12,
-    intermediate_size=3072,
-)
-
-# Tiny stand-ins for the tiny profile: 1 + 4 x 4 = 17 and 1 + 4 x 4 x 4 = 65 tokens.
-TINY_VIT_ARCH: dict[str, Any] = dict(
-    image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-)
-TINY_VIVIT_ARCH: dict[str, Any] = dict(
-    image_size=32, num_frames=8, tubelet_size=[2, 8, 8], hidden_size=32, num_hidden_layers=2,
-    num_attention_heads=2, intermediate_size=64,
-)
 
 
 def _load(model_class: type[PreTrainedModel], source: str, dtype: torch.dtype | None) -> PreTrainedModel:

@@ -13,8 +13,8 @@ import time
 import torch
 
 from generation.config import DecoderConfig, SamplingSettings
-from generation.factory import build_decoder
 from generation.interface import Conditioning
+from generation.registry import build_decoder
 from mumu.profiles import full, tiny
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 BUILTIN_PREFIX = "builtin:"
 BUILTINS = {"tiny-tokenizer": Path(__file__).resolve().parent / "tiny" / "tokenizer"}
+TINY_TOKENIZER = f"{BUILTIN_PREFIX}tiny-tokenizer"  # the tokenizer of every tiny model (LLM and decoder captions)
 
 
 def resolve_source(source: str) -> str:

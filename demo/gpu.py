@@ -49,7 +49,8 @@ def turn_seconds(
         has_video = any(pipeline.classify(f) == "video" for f in files) or (conv is not None and "video" in conv.active)
         if fit_video and has_video:  # the music may last as long as the clip
             seconds = limit
-        if edit and conv is not None and any(item.id == edit for item in conv.media) and kind != "musicgen_melody":
+        if edit and conv is not None and any(item.id == edit for item in conv.media) and \
+                pipeline.edit_mode(kind) == "continue":
             # continuation: the decoder also re-reads the source, and the total is what it generates
             seconds = min(limit, seconds + sf.info(str(conv.item(edit).path)).duration)
         return gpu_seconds(music, seconds, kind, float(steps), loaded=kind in pipeline.loaded_decoders)

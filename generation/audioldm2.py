@@ -40,96 +40,6 @@ from checkpoints.sources import resolve_source
 from generation.config import DecoderConfig, SamplingSettings
 from generation.interface import Conditioning, DecodedAudio, EditSource, MusicDecoder
 
-# Random-init test pipeline. T5 width 32 and GPT-2 width 16 match the tiny output projector's streams; vocabularies
-# cover the tiny Llama tokenizer (512 ids + a few added). Vocoder hop 5*4*8 = 160 samples = 10 ms frames, as the real
-# one.
-TINY_AUDIOLDM2_ARCH: dict[str, Any] = {
-    "init_seed": 0,
-    "lm_tokens": 8,
-    "tokenizer_max_length": {"clap": 64, "t5": 128},
-    "unet": {
-        "sample_size": 32, "in_channels": 4, "out_channels": 4, "block_out_channels": (8, 16), "layers_per_block": 1,
-        "norm_num_groups": 8, "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
-        "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
-        # per block: [self-attention, GPT-2 width, T5 width]
-        "cross_attention_dim": ([None, 16, 32], [None, 16, 32]),
-    },
-    "vae": {
-        "in_channels": 1, "out_channels": 1, "latent_channels": 4, "block_out_channels": (8, 16), "norm_num_groups": 8,
-        "down_block_types": ("DownEncoderBlock2D",) * 2, "up_block_types": ("UpDecoderBlock2D",) * 2,
-    },
-    "clap": {
-        "projection_dim": 16,
-        "text": {"vocab_size": 520, "hidden_size": 16, "intermediate_size": 32, "num_attention_heads": 2,
-                 "num_hidden_layers": 1, "max_position_embeddings": 80, "pad_token_id": 0, "bos_token_id": 1,
-                 "eos_token_id": 2, "projection_dim": 16},
-        "audio": {"spec_size": 16, "num_mel_bins": 8, "window_size": 4, "depths": [1, 1], "num_attention_heads": [1, 1],
-                  "num_hidden_layers": 1, "hidden_size": 32, "patch_embeds_hidden_size": 16, "intermediate_size": 32,
-                  "patch_size": 2, "patch_stride": 2, "projection_dim": 16},
-    },
-    # 1 s windows of 26 frames <= spec_size * (spec_size // num_mel_bins) = 32; 'fusion' truncation hard-codes 64 mels
-    "feature_extractor": {"feature_size": 8, "sampling_rate": 16000, "hop_length": 640, "max_length_s": 1,
-                          "fft_window_size": 1024, "truncation": "rand_trunc"},
-    "t5": {"vocab_size": 520, "d_model": 32, "d_ff": 37, "d_kv": 8, "num_heads": 2, "num_layers": 2},
-    # positions for the longest prompt the tokenizers let through: 4 boundary tokens + CLAP (1) + T5 (128) + 8 generated
-    "gpt2": {"n_embd": 16, "n_head": 2, "n_layer": 2, "vocab_size": 520, "n_positions": 160, "bos_token_id": 1,
-             "eos_token_id": 2},
-    "projection": {"text_encoder_dim": 16, "text_encoder_1_dim": 32, "langauge_model_dim": 16},
-    "vocoder": {"model_in_dim": 8, "sampling_rate": 16000, "upsample_initial_channel": 16, "upsample_rates": [5, 4, 8],
-                "upsample_kernel_sizes": [10, 8, 16], "resblock_kernel_sizes": [3], "resblock_dilation_sizes": [[1, 3]],
-                # the 0.01 default makes a random vocoder output ~1e-7: silence, which every CLAP score ties on
-                "normalize_before": False, "initializer_range": 0.2},
-    "scheduler": {"beta_start": 0.0015, "beta_end": 0.0195, "beta_schedule": "scaled_linear", "clip_sample": False,
-                  "set_alpha_to_one": False},
-}
-
-# cvssp/audioldm2-music sizes for parameter counting on the meta device (weights=False). Sourced from diffusers'
-# scripts/convert_original_audioldm2_to_diffusers.py (DEFAULT_CONFIG + the components it loads): UNet
-# model_channels 128, channel_mult [1,2,3,5], attention at 2/4/8, 2 res blocks, context [768, 1024], 32 channels per
-# head; VAE ch 128, ch_mult [1,2,4], z 8; HiFi-GAN; CLAP = laion/clap-htsat-unfused, T5 = flan-t5-large encoder,
-# GPT-2 base, 8 generated tokens, T5 tokenizer max length 128. From memory (not verifiable offline): UNet
-# sample_size 256 (the 10.24 s default length), attention_head_dim as head counts, the CLAP/flan-T5/GPT-2
-# hyper-parameters spelled out below, and the feature extractor settings. The totals match the published sizes
-# (UNet 350M, 1.1B in all): 346.9M UNet, 1.078B.
-AUDIOLDM2_MUSIC_ARCH: dict[str, Any] = {
-    "init_seed": 0,
-    "lm_tokens": 8,
-    "tokenizer_max_length": {"clap": 512, "t5": 128},
-    "unet": {
-        "sample_size": 256, "in_channels": 8, "out_channels": 8, "block_out_channels": (128, 256, 384, 640),
-        "layers_per_block": 2, "attention_head_dim": (4, 8, 12, 20),
-        "down_block_types": ("DownBlock2D",) + ("CrossAttnDownBlock2D",) * 3,
-        "up_block_types": ("CrossAttnUpBlock2D",) * 3 + ("UpBlock2D",),
-        "cross_attention_dim": ([None, 768, 1024],) * 4,
-    },
-    "vae": {
-        "in_channels": 1, "out_channels": 1, "latent_channels": 8, "block_out_channels": (128, 256, 512),
-        "layers_per_block": 2, "down_block_types": ("DownEncoderBlock2D",) * 3,
-        "up_block_types": ("UpDecoderBlock2D",) * 3,
-    },
-    "clap": {
-        "projection_dim": 512,
-        "text": {"vocab_size": 50265, "hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12,
-                 "num_hidden_layers": 12, "max_position_embeddings": 514, "type_vocab_size": 1, "pad_token_id": 1,
-                 "bos_token_id": 0, "eos_token_id": 2, "projection_dim": 512},
-        "audio": {"spec_size": 256, "num_mel_bins": 64, "window_size": 8, "depths": [2, 2, 6, 2],
-                  "num_attention_heads": [4, 8, 16, 32], "hidden_size": 768, "patch_embeds_hidden_size": 96,
-                  "patch_size": 4, "patch_stride": [4, 4], "enable_fusion": False, "projection_dim": 512},
-    },
-    "feature_extractor": {"feature_size": 64, "sampling_rate": 48000, "hop_length": 480, "max_length_s": 10,
-                          "fft_window_size": 1024, "truncation": "rand_trunc"},
-    "t5": {"vocab_size": 32128, "d_model": 1024, "d_ff": 2816, "d_kv": 64, "num_heads": 16, "num_layers": 24,
-           "feed_forward_proj": "gated-gelu", "tie_word_embeddings": False},
-    "gpt2": {"n_embd": 768, "n_head": 12, "n_layer": 12, "vocab_size": 50257, "n_positions": 1024},
-    "projection": {"text_encoder_dim": 512, "text_encoder_1_dim": 1024, "langauge_model_dim": 768},
-    "vocoder": {"model_in_dim": 64, "sampling_rate": 16000, "upsample_initial_channel": 1024,
-                "upsample_rates": [5, 4, 2, 2, 2], "upsample_kernel_sizes": [16, 16, 8, 4, 4],
-                "resblock_kernel_sizes": [3, 7, 11], "resblock_dilation_sizes": [[1, 3, 5]] * 3,
-                "normalize_before": False},
-    "scheduler": {"beta_start": 0.0015, "beta_end": 0.0195, "beta_schedule": "scaled_linear", "clip_sample": False,
-                  "set_alpha_to_one": False},
-}
-
 # encode_prompt feeds `prompt` only to these tokenizer classes and `transcription` to any other one
 _PROMPT_TOKENIZERS = (RobertaTokenizer, T5Tokenizer)
 
@@ -274,7 +184,10 @@ class AudioLDM2Decoder(MusicDecoder):
             # initialised on the CPU so the random weights do not depend on the device; "meta" allocates nothing
             # (parameter counting of the full arch)
             on_meta = device is not None and torch.device(device).type == "meta"
-            pipe = _build_pipeline(cfg.arch or TINY_AUDIOLDM2_ARCH, cfg.tokenizer, "meta" if on_meta else "cpu")
+            if not cfg.arch:
+                raise ValueError(f"no arch for {cfg.source or cfg.kind!r}: set DecoderConfig.arch to build it "
+                                 "without weights")
+            pipe = _build_pipeline(cfg.arch, cfg.tokenizer, "meta" if on_meta else "cpu")
             if not on_meta:
                 pipe.to(device=device, dtype=dtype)
         return cls(pipe, cfg)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from choices import check_fields
+
 DecoderKind = Literal["musicgen", "musicgen_melody", "audioldm2"]
 
 
@@ -25,6 +27,9 @@ class DecoderConfig:
     window_seconds: float = 30.0
     overlap_seconds: float = 10.0
     max_text_tokens: int = 128
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass

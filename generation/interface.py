@@ -32,13 +32,17 @@ class Conditioning:
         return self
 
 
+EditMode = Literal["melody", "continue"]
+"""How a decoder edits a source track: follow its melody/harmony (chroma), or continue it."""
+
+
 @dataclass
 class EditSource:
     """Audio an edit starts from: 'melody' keeps its melody/harmony (chroma), 'continue' extends it."""
 
     audio: np.ndarray
     sample_rate: int
-    mode: Literal["melody", "continue"] = "melody"
+    mode: EditMode = "melody"
 
 
 @dataclass
@@ -59,6 +63,14 @@ class MusicDecoder(abc.ABC):
     """A music decoder. Implementations: MusicGen, MusicGen-Melody, AudioLDM2."""
 
     config: DecoderConfig
+
+    @classmethod
+    @abc.abstractmethod
+    def from_config(
+        cls, cfg: DecoderConfig, device: str | torch.device | None = None, dtype: torch.dtype | None = None,
+        weights: bool = True,
+    ) -> MusicDecoder:
+        """Load cfg.source or, with no source or weights=False, build cfg.arch with random weights."""
 
     @property
     @abc.abstractmethod
@@ -86,4 +98,20 @@ class MusicDecoder(abc.ABC):
     def generate(
         self, cond: Conditioning, settings: SamplingSettings, source: EditSource | None = None
     ) -> DecodedAudio:
-        """Make music. Same seed and inputs give the same audio bit for bit on CPU."""
+        """Make music. Same seed and inputs give the same audio bit for bit on CPU.
+
+        Args:
+            cond: what to play: projector embeddings per stream (with keep-masks), a caption for the decoder's own
+                text encoder, or both (embeddings win where a decoder cannot use both).
+            settings: duration, seed and sampling controls; checked against `config.max_duration` first. Settings a
+                decoder does not use are ignored by it.
+            source: audio to edit from: mode "melody" keeps its melody/harmony (decoders that read chroma), mode
+                "continue" extends it; None makes new music.
+
+        Returns:
+            A mono float32 waveform in [-1, 1] at `sample_rate`, with `info` saying what produced it.
+
+        Raises:
+            ValueError: a setting out of range, empty conditioning, a stream or shape the decoder does not read,
+                a missing tokenizer in caption mode, or an edit source this decoder cannot use.
+        """

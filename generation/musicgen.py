@@ -36,57 +36,6 @@ from generation.interface import Conditioning, DecodedAudio, EditSource, MusicDe
 
 STREAM = "encoder_hidden_states"
 CROSSFADE_SECONDS = 0.01  # where a window (or a continued source) meets the next one
-TINY_TOKENIZER = "builtin:tiny-tokenizer"
-
-_TINY_TEXT = {"vocab_size": 520, "d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 2, "num_heads": 4}
-# 8 kHz, hop 8*8 = 64 -> 125 frames/s; 3 kbps / (125 Hz * 6 bits) = 4 quantizers = decoder.num_codebooks.
-_TINY_CODEC = {"sampling_rate": 8000, "target_bandwidths": [3.0], "hidden_size": 16, "num_filters": 4,
-               "num_residual_layers": 1, "upsampling_ratios": [8, 8], "codebook_size": 64, "num_lstm_layers": 1,
-               "use_causal_conv": False, "normalize": False}
-# initializer_factor 0.3 (default 0.02): at the default the random logits are ~0 and samples barely follow the
-# conditioning, so tests could not see guidance, melody or embeddings at work.
-_TINY_DECODER = {"vocab_size": 64, "hidden_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4, "ffn_dim": 96,
-                 "num_codebooks": 4, "max_position_embeddings": 2048, "pad_token_id": 64, "bos_token_id": 64,
-                 "initializer_factor": 0.3}
-TINY_MUSICGEN_ARCH: dict[str, Any] = {
-    "text_encoder": _TINY_TEXT, "audio_encoder": _TINY_CODEC, "decoder": _TINY_DECODER}
-TINY_MUSICGEN_MELODY_ARCH: dict[str, Any] = {**TINY_MUSICGEN_ARCH, "num_chroma": 12, "chroma_length": 235}
-TINY_ARCHS = {"musicgen": TINY_MUSICGEN_ARCH, "musicgen_melody": TINY_MUSICGEN_MELODY_ARCH}
-
-# t5-base as the text encoder (from its config.json; MusicGen uses only the encoder stack).
-T5_BASE = {"vocab_size": 32128, "d_model": 768, "d_kv": 64, "d_ff": 3072, "num_layers": 12, "num_decoder_layers": 12,
-           "num_heads": 12, "relative_attention_num_buckets": 32, "relative_attention_max_distance": 128,
-           "feed_forward_proj": "relu", "layer_norm_epsilon": 1e-6, "dropout_rate": 0.1, "pad_token_id": 0,
-           "eos_token_id": 1, "decoder_start_token_id": 0}
-# facebook/encodec_32khz as embedded in the MusicGen configs (checked against a published copy of that config):
-# 32 kHz / (8*5*4*4) = 50 frames/s; 2.2 kbps / (50 Hz * 11 bits) = 4 codebooks of 2048.
-ENCODEC_32KHZ = {
-    "sampling_rate": 32000, "audio_channels": 1, "target_bandwidths": [2.2], "upsampling_ratios": [8, 5, 4, 4],
-    "codebook_size": 2048, "codebook_dim": 128, "hidden_size": 128, "num_filters": 64, "num_residual_layers": 1,
-    "num_lstm_layers": 2, "kernel_size": 7, "last_kernel_size": 7, "residual_kernel_size": 3, "dilation_growth_rate": 2,
-    "compress": 2, "norm_type": "weight_norm", "pad_mode": "reflect", "use_causal_conv": False,
-    "use_conv_shortcut": False, "normalize": False, "trim_right_ratio": 1.0, "chunk_length_s": None, "overlap": None,
-}
-
-
-def _lm(hidden: int, layers: int, heads: int) -> dict[str, Any]:
-    return {"vocab_size": 2048, "hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads,
-            "ffn_dim": 4 * hidden, "num_codebooks": 4, "max_position_embeddings": 2048, "activation_function": "gelu",
-            "dropout": 0.1, "attention_dropout": 0.0, "activation_dropout": 0.0, "scale_embedding": False,
-            "tie_word_embeddings": False, "audio_channels": 1, "pad_token_id": 2048, "bos_token_id": 2048}
-
-
-# Decoder sizes: small 1024x24 (16 heads) as in its config.json; medium/melody 1536x48 (24 heads) and large 2048x48
-# (32 heads) are audiocraft's published sizes, written from memory (no Hub access here to re-check the config.json).
-MUSICGEN_SMALL_ARCH = {"text_encoder": T5_BASE, "audio_encoder": ENCODEC_32KHZ, "decoder": _lm(1024, 24, 16)}
-MUSICGEN_MEDIUM_ARCH = {"text_encoder": T5_BASE, "audio_encoder": ENCODEC_32KHZ, "decoder": _lm(1536, 48, 24)}
-MUSICGEN_LARGE_ARCH = {"text_encoder": T5_BASE, "audio_encoder": ENCODEC_32KHZ, "decoder": _lm(2048, 48, 32)}
-MUSICGEN_MELODY_ARCH = {**MUSICGEN_MEDIUM_ARCH, "num_chroma": 12, "chroma_length": 235}
-MUSICGEN_PRESETS = {"small": "facebook/musicgen-small", "medium": "facebook/musicgen-medium",
-                    "large": "facebook/musicgen-large", "melody": "facebook/musicgen-melody"}
-MUSICGEN_ARCHS = {"small": MUSICGEN_SMALL_ARCH, "medium": MUSICGEN_MEDIUM_ARCH, "large": MUSICGEN_LARGE_ARCH,
-                  "melody": MUSICGEN_MELODY_ARCH}
-_ARCH_BY_SOURCE = {MUSICGEN_PRESETS[name]: arch for name, arch in MUSICGEN_ARCHS.items()}
 _CLASSES = {"musicgen": (MusicgenConfig, MusicgenForConditionalGeneration),
             "musicgen_melody": (MusicgenMelodyConfig, MusicgenMelodyForConditionalGeneration)}
 
@@ -140,7 +89,7 @@ class MusicGenDecoder(MusicDecoder):
     @classmethod
     def from_config(cls, cfg: DecoderConfig, device: str | torch.device | None = None,
                     dtype: torch.dtype | None = None, weights: bool = True) -> MusicGenDecoder:
-        """Load cfg.source (preset name, dir or Hub id) or, with no source or weights=False, random-init cfg.arch."""
+        """Load cfg.source (dir or Hub id) or, with no source or weights=False, random-init cfg.arch (or a dir's)."""
         if cfg.kind not in _CLASSES:
             raise ValueError(f"MusicGenDecoder serves musicgen and musicgen_melody, not {cfg.kind!r}")
         if not 0 <= cfg.overlap_seconds < cfg.window_seconds:
@@ -148,22 +97,19 @@ class MusicGenDecoder(MusicDecoder):
                              f"{cfg.window_seconds}")
         with _quiet_special_ids():
             config_class, model_class = _CLASSES[cfg.kind]
-            source = cfg.source and resolve_source(MUSICGEN_PRESETS.get(cfg.source, cfg.source))
+            source = cfg.source and resolve_source(cfg.source)
             tokenizer_source = cfg.tokenizer and resolve_source(cfg.tokenizer)
             if source and weights:
                 model = model_class.from_pretrained(source, **({"dtype": dtype} if dtype else {}))
                 tokenizer_source = tokenizer_source or source
             else:
-                arch = cfg.arch or _ARCH_BY_SOURCE.get(source or "")
-                if arch:
-                    config = config_class(**arch)
+                if cfg.arch:
+                    config = config_class(**cfg.arch)
                 elif source and Path(source).is_dir():
                     config = config_class.from_pretrained(source)
-                elif source:
-                    raise ValueError(f"no arch for {cfg.source!r}: set DecoderConfig.arch to build it without weights")
-                else:  # nothing configured at all: the tiny random decoder of this kind, with the tiny tokenizer
-                    config = config_class(**TINY_ARCHS[cfg.kind])
-                    tokenizer_source = tokenizer_source or resolve_source(TINY_TOKENIZER)
+                else:
+                    raise ValueError(f"no arch for {cfg.source or cfg.kind!r}: set DecoderConfig.arch to build it "
+                                     "without weights")
                 with torch.device(device or "cpu"):
                     model = model_class(config)
                 # EnCodec starts with all-zero codebooks (training fills them by k-means), so every code would decode

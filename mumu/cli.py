@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from generation.config import SamplingSettings
+from generation.registry import DECODER_KINDS
 from media.audio_out import FORMATS
 from media.edit_file import edit_file
 from media.edits import EditPlan, parse_trim
@@ -15,7 +16,7 @@ from media.errors import MediaError
 from mumu.config import CONDITIONING_MODES
 from mumu.decoding import MUSIC_MODES
 from mumu.info import format_report, report
-from mumu.profiles import DECODER_KINDS, PROFILES, get_profile
+from mumu.profiles import PROFILES, get_profile
 from mumu.training import run as training
 
 EDIT_ORDER = "trim -> tempo -> pitch -> loop -> fades -> gain -> loudness"

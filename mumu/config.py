@@ -8,7 +8,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from adapters.config import (
     AdapterConfig,
@@ -16,13 +16,28 @@ from adapters.config import (
     MusicEncoderConfig,
     VideoEncoderConfig,
 )
+from choices import ChoiceError, check_choice, check_fields, options
 from generation.config import DecoderConfig
 from media.limits import MediaLimits
 
 CONFIG_NAME = "config.json"
 CONFIG_VERSION = 1
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-CONDITIONING_MODES = ("embeddings", "caption")
+
+Modality = Literal["music", "image", "video"]
+InjectionMode = Literal["grouped", "summed"]
+# "tokens": learned queries, one per output token, one head per stream; "flat": one query and one head whose output
+# is cut into the streams in order (the published AudioLDM2 projector).
+ProjectorLayout = Literal["tokens", "flat"]
+PromptTemplate = Literal["alpaca", "chat", "m2ugen"]
+# "eos": stop on EOS; "m2ugen": the published rule for models that never learned EOS (stop on "\n###", keep the
+# reply's first line).
+StopRule = Literal["eos", "m2ugen"]
+# "embeddings": the output projector's prediction conditions the decoder; "caption": the assistant's reply text,
+# [AUD] tokens stripped, goes through the decoder's own text encoder.
+ConditioningMode = Literal["embeddings", "caption"]
+MODALITIES = options(Modality)
+CONDITIONING_MODES = options(ConditioningMode)
 
 
 @dataclass
@@ -50,10 +65,13 @@ class InjectionConfig:
     """
 
     group_size: int = 6
-    modalities: tuple[str, ...] = ("music", "image", "video")
+    modalities: tuple[Modality, ...] = MODALITIES
     prefix_init_std: float = 0.02
-    mode: str = "grouped"
+    mode: InjectionMode = "grouped"
     base_value: bool = False
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass
@@ -78,11 +96,14 @@ class ProjectorConfig:
     dropout: float = 0.0
     target_scale: float = 10.0
     streams: list[ProjectorStream] = field(default_factory=list)
-    # "tokens": learned queries, one per output token, one head per stream; "flat": one query and one head whose
-    # output is cut into the streams in order (the published AudioLDM2 projector).
-    layout: str = "tokens"
+    layout: ProjectorLayout = "tokens"
     # Which LLM state it reads: None = the final-norm output; k = decoder layer k's output (negative: from the top).
     llm_layer: int | None = None
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.layout == "flat" and any(s.masked for s in self.streams):
+            raise ValueError("the flat projector layout predicts no keep-masks: set masked=false on every stream")
 
 
 @dataclass
@@ -102,16 +123,10 @@ class TrainableConfig:
 
 @dataclass
 class PipelineConfig:
-    """Conversation handling: prompt template, context budget, per-request limits and how music is conditioned.
+    """Conversation handling: prompt template, context budget, per-request limits and how music is conditioned."""
 
-    conditioning: "embeddings" (the output projector's prediction conditions the decoder) or "caption" (the
-    assistant's reply text, [AUD] tokens stripped, goes through the decoder's own text encoder).
-    """
-
-    template: str = "alpaca"
-    # "eos": stop on EOS; "m2ugen": the published rule for models that never learned EOS (stop on "\n###", keep
-    # the reply's first line).
-    stop_rule: str = "eos"
+    template: PromptTemplate = "alpaca"
+    stop_rule: StopRule = "eos"
     system: str | None = None
     max_context_tokens: int = 2048
     max_new_tokens: int = 256
@@ -119,17 +134,15 @@ class PipelineConfig:
     max_turns: int = 64
     feature_cache_size: int = 64
     output_lufs: float | None = -14.0
-    conditioning: str = "embeddings"
+    conditioning: ConditioningMode = "embeddings"
 
     def __post_init__(self) -> None:
-        check_conditioning(self.conditioning, "pipeline.conditioning")
+        check_fields(self)
 
 
-def check_conditioning(value: str, name: str = "conditioning") -> str:
-    """Return value if it is a known conditioning mode, else raise a ValueError naming the choices."""
-    if value not in CONDITIONING_MODES:
-        raise ValueError(f"{name} must be one of {', '.join(CONDITIONING_MODES)}, got {value!r}")
-    return value
+def check_conditioning(value: str) -> str:
+    """A conditioning mode that arrives per request (chat option, CLI flag), checked like the config field."""
+    return check_choice(value, ConditioningMode, "conditioning")
 
 
 @dataclass
@@ -191,7 +204,13 @@ def _build(cls: type, data: Any, where: str) -> Any:
     unknown = sorted(set(data) - names)
     if unknown:
         raise ValueError(f"{where}: unknown keys {unknown} (known: {sorted(names)})")
-    return cls(**{k: _convert(hints[k], v, f"{where}.{k}") for k, v in data.items()})
+    kwargs = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except ChoiceError as e:  # name the field by its path in the file, not by its class
+        raise ChoiceError(f"{where}.{e.name.split('.', 1)[1]}", e.value, e.accepted) from None
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from e
 
 
 def _convert(hint: Any, value: Any, where: str) -> Any:

@@ -10,11 +10,9 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
+from mumu.config import Modality
 from mumu.prompting import Message
-
-Modality = Literal["music", "image", "video"]
 
 
 @dataclass

@@ -7,15 +7,11 @@ from dataclasses import dataclass
 
 import torch
 
-from generation.factory import build_decoder
-from generation.interface import MusicDecoder
-from mumu.builder import seeded
+from generation.interface import EditMode, MusicDecoder
+from generation.registry import DECODER_KINDS, EDIT_MODES, build_decoder, edit_mode
+from mumu.builder import SeedOffset, seeded
 from mumu.config import MuMuConfig, check_conditioning
-from mumu.profiles import DECODER_KINDS, sibling_decoder
-
-# Random-init (tiny) decoders are seeded apart from the model's own parts, so the same --seed gives the same audio
-# in every process.
-DECODER_SEED_OFFSET = 1000
+from mumu.profiles import sibling_decoder
 
 
 @dataclass(frozen=True)
@@ -36,7 +32,8 @@ def build_seeded_decoder(config: MuMuConfig, kind: str, device: torch.device | s
     """
     cfg = sibling_decoder(config, kind)
     try:
-        with seeded(config.seed + DECODER_SEED_OFFSET + DECODER_KINDS.index(kind)):
+        # Seeded apart from the model's own parts, so a random-init (tiny) decoder is the same in every process.
+        with seeded(config.seed + SeedOffset.DECODERS + DECODER_KINDS.index(kind)):
             return build_decoder(cfg, device=device, dtype=dtype)
     except OSError as e:
         raise OSError(f"could not load the {kind} decoder{f' from {cfg.source}' if cfg.source else ''}: {e}") from e
@@ -72,13 +69,21 @@ class DecoderPool:
             raise ValueError(f"unknown decoder {kind!r}; choose one of {', '.join(self.choices)}")
         return kind
 
-    def plan(self, decoder: str | None, conditioning: str | None) -> MusicPlan:
+    def edit_mode(self, kind: str | None = None) -> EditMode | None:
+        """How the decoder of a kind (None: the model's own) edits a track; None when it cannot. Builds nothing."""
+        return edit_mode(self.own_kind if kind is None else self.check(kind))
+
+    def plan(self, decoder: str | None, conditioning: str | None, edit: bool = False) -> MusicPlan:
         """The decoder and conditioning mode of a turn; a decoder other than the model's own means caption mode.
 
         Raises:
-            ValueError: an unknown decoder or mode, or embeddings asked of a decoder the projector was not trained for.
+            ValueError: an unknown decoder or mode, embeddings asked of a decoder the projector was not trained for,
+                or an edit asked of a decoder that cannot edit.
         """
         kind = self.own_kind if decoder is None else self.check(decoder)
+        if edit and edit_mode(kind) is None:
+            editors = ", ".join(f"{k} ({mode})" for k, mode in EDIT_MODES.items() if mode is not None)
+            raise ValueError(f"the {kind} decoder cannot edit audio; choose one that can: {editors}")
         if conditioning is not None:
             check_conditioning(conditioning)
         if kind == self.own_kind:

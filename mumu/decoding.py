@@ -10,11 +10,11 @@ import torch
 from transformers import DynamicCache
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
+from choices import check_choice, options
 from mumu.modeling import MediaFeatures, MuMuModel, module_outputs
 
 MusicMode = Literal["auto", "always", "never"]
-MUSIC_MODES = ("auto", "always", "never")
-STOP_RULES = ("eos", "m2ugen")
+MUSIC_MODES = options(MusicMode)
 M2UGEN_STOP = "\n###"  # the published models never learned EOS: they stop here and keep the first line
 
 
@@ -125,14 +125,10 @@ def generate(
 ) -> list[Generated]:
     """Continue each prompt (left-padded batch) until EOS or max_new_tokens; on_token(row, id) sees each token."""
     settings = settings or GenerationSettings()
-    if settings.music not in MUSIC_MODES:
-        raise ValueError(f"music must be one of {MUSIC_MODES}, got {settings.music!r}")
-    stop_rule = model.config.pipeline.stop_rule
-    if stop_rule not in STOP_RULES:
-        raise ValueError(f"pipeline.stop_rule must be one of {STOP_RULES}, got {stop_rule!r}")
+    check_choice(settings.music, MusicMode, "music")
     device = model.device
     ids, mask = _left_pad(prompts, model.ids.pad, device)
-    stop_text = _m2ugen_stop(model) if stop_rule == "m2ugen" else None
+    stop_text = _m2ugen_stop(model) if model.config.pipeline.stop_rule == "m2ugen" else None
     rows = _Rows(len(prompts), settings, list(model.ids.audio), model.ids.eos, stop_text)
     rng = None
     if settings.seed is not None:

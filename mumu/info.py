@@ -7,8 +7,8 @@ from typing import Any
 
 from torch import nn
 
-from generation.factory import build_decoder
 from generation.interface import MusicDecoder
+from generation.registry import build_decoder
 from mumu.builder import build_model
 from mumu.config import MuMuConfig
 from mumu.modeling import MuMuModel

@@ -22,7 +22,6 @@ from transformers import LlamaConfig
 
 from mumu.config import InjectionConfig
 
-MODES = ("grouped", "summed")
 SUMMED = "summed"
 
 
@@ -40,8 +39,6 @@ class GatedInjection(nn.Module):
     def __init__(self, llm_config: LlamaConfig, cfg: InjectionConfig, num_tokens: int) -> None:
         super().__init__()
         layers = llm_config.num_hidden_layers
-        if cfg.mode not in MODES:
-            raise ValueError(f"injection mode must be one of {MODES}, got {cfg.mode!r}")
         groups = 1 if cfg.mode == SUMMED else len(cfg.modalities)
         span = cfg.group_size * groups
         if cfg.group_size < 1 or span > layers:

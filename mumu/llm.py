@@ -43,7 +43,9 @@ def add_audio_rows(model: LlamaForCausalLM, audio_ids: list[int]) -> None:
     old = model.get_input_embeddings().weight.shape[0]
     new = max(old, max(audio_ids) + 1)
     if new != old:
-        model.resize_token_embeddings(new, mean_resizing=False)
+        # transformers fills the new rows at random before they are set below: keep that draw off the caller's RNG
+        with torch.random.fork_rng(devices=[]):
+            model.resize_token_embeddings(new, mean_resizing=False)
     known = min(min(audio_ids), old)
     with torch.no_grad():
         for layer in (model.get_input_embeddings(), model.get_output_embeddings()):

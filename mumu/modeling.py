@@ -14,16 +14,13 @@ from peft import PeftModel
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from adapters.m2ugen import M2UGenMusicAdapter, M2UGenTokenAdapter, check_style
 from adapters.mert import MusicEncoder
-from adapters.understanding import ImageAdapter, MusicAdapter, VideoAdapter
+from adapters.styles import build_adapters
 from adapters.vision import ImageEncoder, VideoEncoder
-from mumu.config import MuMuConfig
+from mumu.config import MODALITIES, MuMuConfig
 from mumu.injection import GatedInjection, ModalityInput
 from mumu.projector import OutputProjector, ProjectorOutput
 from mumu.tokens import SpecialIds
-
-MODALITIES = ("music", "image", "video")
 
 
 @dataclass
@@ -90,16 +87,8 @@ class MuMuModel(nn.Module):
         self.music_encoder, self.image_encoder, self.video_encoder = music_encoder, image_encoder, video_encoder
         self.llm = llm
         acfg = config.adapter
-        check_style(acfg)
-        if acfg.style == "mumu":
-            self.music_adapter = MusicAdapter(music_encoder.num_layers_out, music_encoder.width, acfg)
-            self.image_adapter = ImageAdapter(image_encoder.num_tokens, image_encoder.width, acfg)
-            self.video_adapter = VideoAdapter(video_encoder.temporal_tokens, video_encoder.spatial_tokens,
-                                              video_encoder.width, acfg)
-        else:
-            self.music_adapter = M2UGenMusicAdapter(music_encoder.num_layers_out, music_encoder.width, acfg)
-            self.image_adapter = M2UGenTokenAdapter(image_encoder.num_tokens, image_encoder.width, acfg)
-            self.video_adapter = M2UGenTokenAdapter(video_encoder.num_tokens, video_encoder.width, acfg)
+        self.music_adapter, self.image_adapter, self.video_adapter = build_adapters(
+            acfg, music_encoder, image_encoder, video_encoder)
         llm_config = llm.get_base_model().config
         if llm_config.hidden_size != acfg.llm_width:
             raise ValueError(f"adapter.llm_width={acfg.llm_width} but the LLM is {llm_config.hidden_size} wide")

@@ -17,8 +17,9 @@ from typing import Any, Literal
 
 import torch
 
+from choices import check_choice
 from generation.config import SamplingSettings
-from generation.interface import Conditioning, DecodedAudio, EditSource, MusicDecoder
+from generation.interface import Conditioning, DecodedAudio, EditMode, EditSource, MusicDecoder
 from media.audio_io import load_audio_native
 from media.audio_out import WrittenAudio, write_audio
 from media.edit_file import edit_file
@@ -31,7 +32,7 @@ from mumu.builder import build_model
 from mumu.checkpoint import from_pretrained as load_checkpoint
 from mumu.conversation import Conversation, MediaItem, Modality, PendingTurn
 from mumu.decoder_pool import DecoderPool, MusicPlan, build_seeded_decoder
-from mumu.decoding import MUSIC_MODES, Generated, GenerationSettings, generate
+from mumu.decoding import Generated, GenerationSettings, MusicMode, generate
 from mumu.feature_cache import FeatureCache, encode_file, file_digest
 from mumu.modeling import MediaFeatures, MuMuModel
 from mumu.profiles import get_profile
@@ -57,7 +58,7 @@ class ChatOptions:
     conditioning: "embeddings" or "caption" (see PipelineConfig.conditioning); None = the config's.
     """
 
-    music: str = "auto"
+    music: MusicMode = "auto"
     fit_video: bool = False
     max_new_tokens: int | None = None
     temperature: float = 0.0
@@ -123,6 +124,10 @@ class MuMuPipeline:
         """Decoder kinds built so far (the model's own always); another kind loads in the turn that first uses it."""
         return self.decoders.loaded
 
+    def edit_mode(self, decoder: str | None = None) -> EditMode | None:
+        """How a decoder kind (None: the model's own) edits a track: "melody", "continue", or None (it cannot)."""
+        return self.decoders.edit_mode(decoder)
+
     def decoder_for(self, kind: str | None = None) -> MusicDecoder:
         """The decoder of a kind (None: the model's own); another kind is built on first use, then kept."""
         return self.decoders.get(kind)
@@ -181,7 +186,7 @@ class MuMuPipeline:
         options = options or ChatOptions()
         start = time.perf_counter()
         self._check_request(conv, text, options)
-        plan = self.decoders.plan(options.decoder, options.conditioning)
+        plan = self.decoders.plan(options.decoder, options.conditioning, edit=edit is not None)
         turn = self._attach_media(conv, audio, image, video, use, edit)
         media = self._media_features(conv, turn)
         reply = Reply(text="", timings={"encode": time.perf_counter() - start})
@@ -210,8 +215,7 @@ class MuMuPipeline:
             raise ValueError(f"the message is {len(text)} characters, over the {cfg.max_text_chars} limit")
         if conv.turns >= cfg.max_turns:
             raise ValueError(f"the conversation reached its {cfg.max_turns}-turn limit; start a new one")
-        if options.music not in MUSIC_MODES:
-            raise ValueError(f"music must be one of {', '.join(MUSIC_MODES)}, got {options.music!r}")
+        check_choice(options.music, MusicMode, "music")
         if not 0 <= options.temperature <= 5 or not 0 < options.top_p <= 1:
             raise ValueError("temperature must be in [0, 5] (0 = greedy) and top_p in (0, 1]")
         options.sampling.validate(self.config.decoder.max_duration)
@@ -296,7 +300,7 @@ class MuMuPipeline:
         if source_item is None:
             return settings, None
         wav, rate = load_audio_native(source_item.path, self.config.limits)
-        edit_mode = "melody" if decoder.config.kind == "musicgen_melody" else "continue"
+        edit_mode = self.decoders.edit_mode(decoder.config.kind)
         if edit_mode == "continue":  # the requested duration is the new music; the source comes first
             settings = replace(settings, duration=len(wav) / rate + settings.duration)
             settings.validate(decoder.config.max_duration)

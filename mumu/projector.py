@@ -10,8 +10,6 @@ from torch import nn
 
 from mumu.config import ProjectorConfig
 
-LAYOUTS = ("tokens", "flat")
-
 
 @dataclass
 class ProjectorOutput:
@@ -30,11 +28,7 @@ class OutputProjector(nn.Module):
         super().__init__()
         if not cfg.streams:
             raise ValueError("projector config has no output streams")
-        if cfg.layout not in LAYOUTS:
-            raise ValueError(f"projector layout must be one of {LAYOUTS}, got {cfg.layout!r}")
         flat = cfg.layout == "flat"
-        if flat and any(s.masked for s in cfg.streams):
-            raise ValueError("the flat projector layout predicts no keep-masks: set masked=false on every stream")
         self.cfg = cfg
         self.inp = nn.Linear(llm_width, cfg.width)
         self.transformer = nn.Transformer(

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
 
+from choices import check_choice
+from mumu.config import PromptTemplate
 from mumu.tokens import SpecialIds, encode_text
 
-TEMPLATES = ("alpaca", "chat", "m2ugen")
 ALPACA_HEADER = ("Below is an instruction that describes a task. "
                  "Write a response that appropriately completes the request.\n\n")
 _SENTINEL = "\x00MUMU{}\x00"
@@ -101,8 +102,7 @@ def build_prompt(
     system: str | None = None,
 ) -> list[int]:
     """Token ids of the conversation, ending where the assistant's next reply starts."""
-    if template not in TEMPLATES:
-        raise ValueError(f"unknown prompt template {template!r}; choose one of {', '.join(TEMPLATES)}")
+    check_choice(template, PromptTemplate, "template")
     if not messages or messages[-1].role != "user":
         raise ValueError("the conversation must end with a user turn")
     if template == "alpaca":

@@ -14,7 +14,6 @@ from typing import Any
 
 from media.files import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, MediaKind, accepted
 
-MODALITIES = ("music", "image", "video")
 MAX_PROBLEMS = 5
 
 DATA_KINDS: dict[str, str] = {

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from generation.factory import build_decoder
+from generation.registry import DECODER_KINDS, build_decoder
 from mumu.builder import FrozenEncoders, build_encoders, build_model
 from mumu.checkpoint import from_pretrained, resolve_checkpoint
 from mumu.config import MuMuConfig
@@ -18,7 +18,7 @@ from mumu.data.dataset import TrainingSet, split_records
 from mumu.data.features import FeatureStore, fill, fingerprint, media_keys
 from mumu.data.records import DATA_KINDS, Record, parse_data_arg, read_all
 from mumu.modeling import MuMuModel
-from mumu.profiles import DECODER_KINDS, PROFILES, get_profile
+from mumu.profiles import PROFILES, get_profile
 from mumu.training.stages import STAGE_DATA, stage_trainable
 from mumu.training.trainer import PRECISIONS, STATE_NAME, Trainer, TrainSettings
 

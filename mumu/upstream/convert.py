@@ -19,11 +19,8 @@ from safetensors.torch import save_file
 from transformers import LlamaConfig
 
 from adapters.config import AdapterConfig, ImageEncoderConfig, MusicEncoderConfig, VideoEncoderConfig
-from adapters.mert import MERT_V1_330M_ARCH
-from adapters.vision import VIT_B16_ARCH, VIVIT_B16X2_ARCH
-from generation.audioldm2 import AUDIOLDM2_MUSIC_ARCH
 from generation.config import DecoderConfig
-from generation.musicgen import MUSICGEN_ARCHS, MUSICGEN_PRESETS
+from mumu import presets
 from mumu.builder import build_model
 from mumu.config import (
     InjectionConfig,
@@ -41,13 +38,15 @@ from mumu.upstream.loading import FROZEN_PREFIXES, PROJECTOR_HEADS, Layout, chec
 
 WEIGHTS_NAME = "model.safetensors"
 REPORT_NAME = "conversion.json"
-DEFAULT_SOURCES = {"mert": "m-a-p/MERT-v1-330M", "vit": "google/vit-base-patch16-224",
-                   "vivit": "google/vivit-b-16x2-kinetics400"}
-HUB_ARCHS = {"m-a-p/MERT-v1-330M": MERT_V1_330M_ARCH, "google/vit-base-patch16-224": VIT_B16_ARCH,
-             "google/vivit-b-16x2-kinetics400": VIVIT_B16X2_ARCH}
-MUSICGEN_BY_WIDTH = {1024: "small", 1536: "medium", 2048: "large"}  # MusicGen decoder width -> size
-AUDIOLDM2_MUSIC = "cvssp/audioldm2-music"
-AUDIOLDM2_DIMS = (1024, 768, 8)  # T5 width, GPT-2 width, GPT-2 tokens of cvssp/audioldm2-music
+DEFAULT_SOURCES = {"mert": presets.MERT_V1_330M, "vit": presets.VIT_B16, "vivit": presets.VIVIT_B16X2}
+HUB_ARCHS = {presets.MERT_V1_330M: presets.MERT_V1_330M_ARCH, presets.VIT_B16: presets.VIT_B16_ARCH,
+             presets.VIVIT_B16X2: presets.VIVIT_B16X2_ARCH}
+# MusicGen decoder width -> size
+MUSICGEN_BY_WIDTH = {presets.MUSICGEN_ARCHS[size]["decoder"]["hidden_size"]: size for size in presets.MUSICGEN_SIZES}
+AUDIOLDM2_MUSIC = presets.AUDIOLDM2_MUSIC
+# T5 width, GPT-2 width, GPT-2 tokens of cvssp/audioldm2-music
+AUDIOLDM2_DIMS = (presets.AUDIOLDM2_MUSIC_ARCH["t5"]["d_model"], presets.AUDIOLDM2_MUSIC_ARCH["gpt2"]["n_embd"],
+                  presets.AUDIOLDM2_MUSIC_ARCH["lm_tokens"])
 LLM_FILES = ["*.json", "*.safetensors", "tokenizer*"]
 COMPONENT_FILES = ["*.json", "*model*.safetensors"]
 _CONFIG_METADATA = ("model_type", "architectures", "transformers_version", "_name_or_path", "dtype", "torch_dtype",
@@ -104,7 +103,7 @@ def _decoder(state: dict[str, torch.Tensor], layout: Layout, source: str | None)
     if layout.decoder_kind == "audioldm2":
         source = source or AUDIOLDM2_MUSIC
         return DecoderConfig(kind="audioldm2", source=source,
-                             arch=dict(AUDIOLDM2_MUSIC_ARCH) if source == AUDIOLDM2_MUSIC else {})
+                             arch=dict(presets.AUDIOLDM2_MUSIC_ARCH) if source == AUDIOLDM2_MUSIC else {})
     size = None
     proj = state.get("generation_model.enc_to_dec_proj.weight")
     if proj is not None:
@@ -112,8 +111,9 @@ def _decoder(state: dict[str, torch.Tensor], layout: Layout, source: str | None)
     if source is None:
         if size is None:
             raise ValueError("cannot tell which MusicGen this checkpoint was trained with; pass --decoder DIR_OR_ID")
-        source = MUSICGEN_PRESETS[size]
-    arch = dict(MUSICGEN_ARCHS[size]) if size is not None and source == MUSICGEN_PRESETS[size] else {}
+        source = presets.MUSICGEN_CHECKPOINTS[size]
+    known = size is not None and source == presets.MUSICGEN_CHECKPOINTS[size]
+    arch = dict(presets.MUSICGEN_ARCHS[size]) if known else {}
     return DecoderConfig(kind="musicgen", source=source, arch=arch)
 
 

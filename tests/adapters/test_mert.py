@@ -16,14 +16,13 @@ from transformers.models.hubert.modeling_hubert import eager_attention_forward
 
 from adapters.config import MusicEncoderConfig
 from adapters.mert import (
-    MERT_V1_330M_ARCH,
-    TINY_MERT_ARCH,
     MertDeepNormEncoderLayer,
     MusicEncoder,
     mert_hubert_config,
     mert_relax_attention,
     pool_time,
 )
+from mumu.presets import MERT_V1_330M_ARCH, TINY_MERT_ARCH
 
 SR = 24_000
 TINY = TINY_MERT_ARCH

@@ -4,7 +4,14 @@ import pytest
 import torch
 
 from adapters.config import AdapterConfig
-from adapters.understanding import ImageAdapter, MusicAdapter, SwiGLUBlock, VideoAdapter, pad_steps
+from adapters.understanding import (
+    ImageAdapter,
+    MusicAdapter,
+    SwiGLUBlock,
+    TemporalAttentionPool,
+    VideoAdapter,
+    pad_steps,
+)
 
 CFG = AdapterConfig(llm_width=24, num_tokens=3, num_blocks=2, ffn_width=40)
 
@@ -78,8 +85,10 @@ def test_rnn_choices():
     for rnn in ("gru", "rnn", "lstm"):
         cfg = AdapterConfig(llm_width=8, num_tokens=1, num_blocks=1, rnn=rnn)
         assert MusicAdapter(3, 8, cfg)([torch.randn(3, 5, 8)]).shape == (1, 1, 8)
-    with pytest.raises(ValueError, match="adapter rnn must be one of"):
-        MusicAdapter(3, 8, AdapterConfig(llm_width=8, rnn="transformer"))
+    with pytest.raises(ValueError, match=r"AdapterConfig\.rnn must be one of gru, rnn, lstm, got 'transformer'"):
+        AdapterConfig(llm_width=8, rnn="transformer")
+    with pytest.raises(ValueError, match="adapter rnn must be one of gru, rnn, lstm, got 'transformer'"):
+        TemporalAttentionPool(8, 1, "transformer")
 
 
 def test_gradients_reach_every_parameter():

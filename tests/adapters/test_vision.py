@@ -12,7 +12,8 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from adapters.config import ImageEncoderConfig, VideoEncoderConfig
-from adapters.vision import TINY_VIT_ARCH, TINY_VIVIT_ARCH, VIT_B16_ARCH, VIVIT_B16X2_ARCH, ImageEncoder, VideoEncoder
+from adapters.vision import ImageEncoder, VideoEncoder
+from mumu.presets import TINY_VIT_ARCH, TINY_VIVIT_ARCH, VIT_B16_ARCH, VIVIT_B16X2_ARCH
 
 VIT_TINY = TINY_VIT_ARCH
 VIVIT_TINY = TINY_VIVIT_ARCH

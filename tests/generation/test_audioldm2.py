@@ -9,11 +9,15 @@ import pytest
 import torch
 from transformers import RobertaTokenizer, T5Tokenizer
 
-from generation.audioldm2 import AUDIOLDM2_MUSIC_ARCH, AudioLDM2Decoder
+from checkpoints.sources import TINY_TOKENIZER
+from generation.audioldm2 import AudioLDM2Decoder
 from generation.config import DecoderConfig, SamplingSettings
 from generation.interface import Conditioning, EditSource
+from mumu.presets import AUDIOLDM2_MUSIC_ARCH, TINY_AUDIOLDM2_ARCH
 
 CAPTION = "a calm piano melody"
+TINY = DecoderConfig(kind="audioldm2", tokenizer=TINY_TOKENIZER, arch=TINY_AUDIOLDM2_ARCH)
+BARE = DecoderConfig(kind="audioldm2", arch=TINY_AUDIOLDM2_ARCH)  # no tokenizers: embeddings only
 
 # diffusers' DPM-Solver builds np.array from a torch tensor with copy=False; harmless, and not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
@@ -26,13 +30,13 @@ def fast(**kw: object) -> SamplingSettings:
 
 @pytest.fixture(scope="module")
 def decoder() -> AudioLDM2Decoder:
-    return AudioLDM2Decoder.from_config(DecoderConfig(kind="audioldm2", tokenizer="builtin:tiny-tokenizer"))
+    return AudioLDM2Decoder.from_config(TINY)
 
 
 @pytest.fixture(scope="module")
 def bare() -> AudioLDM2Decoder:
     """Same random weights, no tokenizers: embeddings only."""
-    return AudioLDM2Decoder.from_config(DecoderConfig(kind="audioldm2"))
+    return AudioLDM2Decoder.from_config(BARE)
 
 
 @pytest.fixture
@@ -228,6 +232,8 @@ def test_bad_conditioning_raises(decoder: AudioLDM2Decoder, bare: AudioLDM2Decod
         bare.generate(Conditioning(caption=CAPTION), fast())
     with pytest.raises(ValueError, match="kind='audioldm2'"):
         AudioLDM2Decoder.from_config(DecoderConfig(kind="musicgen"))
+    with pytest.raises(ValueError, match="no arch for 'cvssp/audioldm2-music'"):
+        AudioLDM2Decoder.from_config(DecoderConfig(kind="audioldm2", source="cvssp/audioldm2-music"), weights=False)
 
 
 def test_without_tokenizers_guidance_uses_zero_negatives(bare: AudioLDM2Decoder, cond: Conditioning) -> None:
@@ -237,7 +243,7 @@ def test_without_tokenizers_guidance_uses_zero_negatives(bare: AudioLDM2Decoder,
 
 
 def test_weights_false_builds_offline(cond: Conditioning) -> None:
-    cfg = DecoderConfig(kind="audioldm2", source="cvssp/audioldm2-music")
+    cfg = DecoderConfig(kind="audioldm2", source="cvssp/audioldm2-music", arch=TINY_AUDIOLDM2_ARCH)
     tiny = AudioLDM2Decoder.from_config(cfg, weights=False)  # must not touch the network
     assert tiny.streams["prompt_embeds"] == (None, 32)
     assert tiny.generate(cond, fast()).waveform.shape == (4000,)
@@ -257,7 +263,7 @@ def test_full_arch_on_meta_counts_parameters() -> None:
 
 def test_bare_gpt2_language_model_is_wrapped(decoder: AudioLDM2Decoder, cond: Conditioning) -> None:
     expected = decoder.generate(cond, fast()).waveform
-    other = AudioLDM2Decoder.from_config(DecoderConfig(kind="audioldm2", tokenizer="builtin:tiny-tokenizer"))
+    other = AudioLDM2Decoder.from_config(TINY)
     # transformers 5 GPT2Model has no generation helpers (diffusers #12630): the decoder must wrap it
     other.pipe.register_modules(language_model=other.pipe.language_model.transformer)
     wrapped = AudioLDM2Decoder(other.pipe, other.config)
@@ -273,7 +279,7 @@ def test_roberta_and_t5_tokenizer_classes_take_the_prompt_path() -> None:
     vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": 4}
     vocab |= {ch: 5 + i for i, ch in enumerate("abcdefghijklmnopqrstuvwxyzĠ.")}
     roberta = RobertaTokenizer(vocab=vocab, merges=[], model_max_length=64)  # pipeline pads CLAP input to this
-    dec = AudioLDM2Decoder.from_config(DecoderConfig(kind="audioldm2"))
+    dec = AudioLDM2Decoder.from_config(BARE)
     dec.pipe.register_modules(tokenizer=roberta, tokenizer_2=t5)
     assert dec._transcription(CAPTION) is None
     calm = dec.generate(Conditioning(caption=CAPTION), fast(candidates=2))

@@ -13,18 +13,20 @@ from transformers.audio_utils import chroma_filter_bank
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.models.musicgen_melody.feature_extraction_musicgen_melody import MusicgenMelodyFeatureExtractor
 
+from checkpoints.sources import TINY_TOKENIZER
 from generation.chroma import PITCH_CLASSES, chroma_features
 from generation.config import DecoderConfig, SamplingSettings
 from generation.interface import Conditioning, EditSource
-from generation.musicgen import CROSSFADE_SECONDS, MUSICGEN_PRESETS, STREAM, MusicGenDecoder
+from generation.musicgen import CROSSFADE_SECONDS, STREAM, MusicGenDecoder
+from mumu.presets import MUSICGEN_ARCHS, MUSICGEN_CHECKPOINTS, TINY_MUSICGEN_ARCH, TINY_MUSICGEN_MELODY_ARCH
 
-TOKENIZER = "builtin:tiny-tokenizer"
+TINY_ARCHS = {"musicgen": TINY_MUSICGEN_ARCH, "musicgen_melody": TINY_MUSICGEN_MELODY_ARCH}
 SR = 8000
 
 
 def _build(kind: str, **cfg) -> MusicGenDecoder:
     torch.manual_seed(0)
-    return MusicGenDecoder.from_config(DecoderConfig(kind=kind, tokenizer=TOKENIZER, **cfg))
+    return MusicGenDecoder.from_config(DecoderConfig(kind=kind, tokenizer=TINY_TOKENIZER, arch=TINY_ARCHS[kind], **cfg))
 
 
 @pytest.fixture(scope="module")
@@ -241,10 +243,11 @@ def test_config_errors():
         MusicGenDecoder.from_config(DecoderConfig(kind="audioldm2"))
 
 
-def test_unconfigured_config_builds_the_tiny_decoder():
-    decoder = MusicGenDecoder.from_config(DecoderConfig(kind="musicgen_melody"))
-    assert decoder.sample_rate == SR and decoder.tokenizer is not None
-    assert decoder.generate(Conditioning(caption="hi"), SamplingSettings(duration=0.1)).waveform.shape == (800,)
+def test_a_config_with_neither_source_nor_arch_is_refused():
+    with pytest.raises(ValueError, match=r"no arch for 'musicgen_melody': set DecoderConfig\.arch"):
+        MusicGenDecoder.from_config(DecoderConfig(kind="musicgen_melody"))
+    with pytest.raises(ValueError, match=r"no arch for 'facebook/musicgen-small'"):
+        MusicGenDecoder.from_config(DecoderConfig(source="facebook/musicgen-small"), weights=False)
 
 
 @pytest.mark.parametrize("kind", ["musicgen", "musicgen_melody"])
@@ -269,7 +272,8 @@ def test_save_and_load_through_source(kind, tmp_path, musicgen, melody):
 ])
 def test_full_presets_build_on_meta_without_weights(preset, total, lm):
     kind = "musicgen_melody" if preset == "melody" else "musicgen"
-    decoder = MusicGenDecoder.from_config(DecoderConfig(kind=kind, source=preset), device="meta", weights=False)
+    cfg = DecoderConfig(kind=kind, source=MUSICGEN_CHECKPOINTS[preset], arch=MUSICGEN_ARCHS[preset])
+    decoder = MusicGenDecoder.from_config(cfg, device="meta", weights=False)
     model = decoder.model
     assert model.device.type == "meta" and decoder.tokenizer is None  # nothing fetched
     assert decoder.streams == {STREAM: (None, 768)} and decoder.sample_rate == 32000 and decoder.frame_rate == 50
@@ -278,4 +282,4 @@ def test_full_presets_build_on_meta_without_weights(preset, total, lm):
     assert sum(p.numel() for p in model.decoder.parameters()) == lm
     assert sum(p.numel() for p in model.text_encoder.parameters()) == 109_628_544  # T5-base encoder
     assert sum(p.numel() for p in model.audio_encoder.parameters()) == 56_884_674  # EnCodec 32 kHz
-    assert decoder.name == f"{preset} (random init)" and MUSICGEN_PRESETS[preset].startswith("facebook/musicgen-")
+    assert decoder.name == f"{MUSICGEN_CHECKPOINTS[preset]} (random init)"

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mumu.builder import build_model
+from mumu.builder import SeedOffset, build_model
 from mumu.checkpoint import WEIGHTS_NAME, from_pretrained, save_pretrained
 from mumu.config import MuMuConfig
 from mumu.profiles import tiny
@@ -75,7 +75,7 @@ def test_full_loader_reads_every_component_from_local_dirs(tmp_path):
     from mumu.builder import seeded
     from mumu.llm import load_base_llm
 
-    with seeded(reference.config.seed + 3):
+    with seeded(reference.config.seed + SeedOffset.BASE_LLM):
         load_base_llm(reference.config.llm).save_pretrained(dirs["llm"])
     reference.tokenizer.save_pretrained(dirs["llm"])
     assert base is not None

@@ -10,8 +10,9 @@ import pytest
 
 from generation.config import SamplingSettings
 from generation.interface import Conditioning
+from generation.registry import DECODER_KINDS
 from mumu.decoder_pool import DecoderPool, MusicPlan, build_seeded_decoder
-from mumu.profiles import DECODER_KINDS, tiny
+from mumu.profiles import tiny
 
 _DIGEST = """
 import hashlib, sys
@@ -53,3 +54,12 @@ def test_same_seed_gives_bit_identical_audio_in_another_process(pool):
     assert pool.loaded == DECODER_KINDS
     out = subprocess.run([sys.executable, "-c", _DIGEST, *DECODER_KINDS], capture_output=True, text=True, check=True)
     assert dict(line.split() for line in out.stdout.splitlines()) == digests
+
+
+def test_edit_mode_is_a_capability_known_without_building(pool):
+    assert [pool.edit_mode(kind) for kind in DECODER_KINDS] == ["continue", "melody", None]
+    assert pool.edit_mode() == "continue"  # the model's own (musicgen) continues a track
+    assert pool.plan("musicgen_melody", None, edit=True).kind == "musicgen_melody"
+    with pytest.raises(ValueError, match=r"audioldm2 decoder cannot edit audio; choose one that can: "
+                                         r"musicgen \(continue\), musicgen_melody \(melody\)"):
+        pool.plan("audioldm2", None, edit=True)

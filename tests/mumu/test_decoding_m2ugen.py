@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mumu.decoding import GenerationSettings, _m2ugen_stop, _result, _Rows, generate
-from tests.mumu.conftest import make_model, prompt_ids
+from mumu.config import PipelineConfig
+from mumu.decoding import GenerationSettings, _m2ugen_stop, _result, _Rows
+from tests.mumu.conftest import make_model
 
 
 def _feed(model, rows: _Rows, tokens: list[int]) -> None:
@@ -37,7 +38,6 @@ def test_stops_after_the_last_audio_token_without_eos():
     assert _result(model, rows, 0).audio_hidden.shape == (8, model.config.adapter.llm_width)
 
 
-def test_unknown_stop_rule_is_rejected():
-    model = make_model(pipeline__stop_rule="newline")
-    with pytest.raises(ValueError, match="stop_rule must be one of"):
-        generate(model, [prompt_ids(model)], settings=GenerationSettings(max_new_tokens=2))
+def test_unknown_stop_rule_is_rejected_when_the_config_is_made():
+    with pytest.raises(ValueError, match=r"PipelineConfig\.stop_rule must be one of eos, m2ugen, got 'newline'"):
+        PipelineConfig(stop_rule="newline")

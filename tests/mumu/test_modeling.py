@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mumu.builder import seeded
+from mumu.builder import SeedOffset, seeded
 from mumu.llm import add_audio_rows, load_base_llm
 from mumu.modeling import MediaFeatures
 from tests.mumu.conftest import make_model, media_for, open_gates, prompt_ids
@@ -22,7 +22,7 @@ def _logits(model, media, rows=1):
 
 def test_zero_gates_reproduce_the_plain_llm_exactly(model):
     cfg = model.config
-    with seeded(cfg.seed + 3):
+    with seeded(cfg.seed + SeedOffset.BASE_LLM):
         plain = load_base_llm(cfg.llm)
     add_audio_rows(plain, list(model.ids.audio))
     with torch.no_grad():
@@ -167,7 +167,7 @@ def test_trainable_set_is_exactly_what_the_config_says(model):
 def test_audio_token_rows_start_at_the_mean_embedding(model):
     from mumu.llm import load_base_llm as base_loader
 
-    with seeded(model.config.seed + 3):
+    with seeded(model.config.seed + SeedOffset.BASE_LLM):
         plain = base_loader(model.config.llm)
     mean = plain.get_input_embeddings().weight.mean(0)
     rows = model.llm.get_input_embeddings()(model.audio_ids)

@@ -340,7 +340,7 @@ def test_edits_follow_the_chosen_decoder(pipeline, song):
     assert melody.info["decoder_info"]["melody"] and melody.info["conditioning"] == "caption"
     assert sf.info(melody.audio).duration == pytest.approx(0.3, abs=0.01)
     before = list(conv.messages)
-    with pytest.raises(ValueError, match="the AudioLDM2 decoder cannot edit audio"):
+    with pytest.raises(ValueError, match="the audioldm2 decoder cannot edit audio; choose one that can: musicgen"):
         pipeline.chat(conv, "edit it", edit="music-1", options=_options("always", decoder="audioldm2"))
     assert conv.messages == before
 

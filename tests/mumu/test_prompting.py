@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from checkpoints.sources import TINY_TOKENIZER
 from mumu.config import LLMConfig
 from mumu.prompting import ALPACA_HEADER, Message, build_prompt, fit_context
 from mumu.tokens import encode_text, load_tokenizer, special_ids
@@ -11,7 +12,7 @@ from mumu.tokens import encode_text, load_tokenizer, special_ids
 
 @pytest.fixture(scope="module")
 def tok():
-    return load_tokenizer(LLMConfig(tokenizer="builtin:tiny-tokenizer"))
+    return load_tokenizer(LLMConfig(tokenizer=TINY_TOKENIZER))
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def test_user_text_never_becomes_special_tokens(tok, ids):
 
 
 def test_chat_template(tok, ids):
-    chat_tok = load_tokenizer(LLMConfig(tokenizer="builtin:tiny-tokenizer"))
+    chat_tok = load_tokenizer(LLMConfig(tokenizer=TINY_TOKENIZER))
     chat_tok.chat_template = ("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"
                               "{% if add_generation_prompt %}<|assistant|>{% endif %}")
     prompt = build_prompt(chat_tok, ids, CONVERSATION, template="chat", system="be brief")
@@ -59,7 +60,7 @@ def test_chat_template(tok, ids):
 def test_bad_conversations(tok, ids):
     with pytest.raises(ValueError, match="must end with a user turn"):
         build_prompt(tok, ids, CONVERSATION[:2])
-    with pytest.raises(ValueError, match="unknown prompt template 'vicuna'"):
+    with pytest.raises(ValueError, match="template must be one of alpaca, chat, m2ugen, got 'vicuna'"):
         build_prompt(tok, ids, CONVERSATION, template="vicuna")
 
 

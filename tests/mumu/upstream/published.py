@@ -12,9 +12,9 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from adapters.mert import MusicEncoder
 from adapters.vision import ImageEncoder, VideoEncoder
-from checkpoints.sources import resolve_source
+from checkpoints.sources import TINY_TOKENIZER, resolve_source
 from mumu.builder import seeded
-from mumu.profiles import TINY_TOKENIZER, tiny
+from mumu.profiles import tiny
 from mumu.upstream.compare import weight_loaders
 
 WIDTH, HEADS, FFN, RANK, BASE_VOCAB = 64, 4, 96, 4, 512
