@@ -3,7 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
+
+# Which frames of a video ViViT sees (media.video_io.frame_indices): spread evenly over the clip, or consecutive
+# ones from its middle (the published code took num_frames consecutive frames at a random place).
+from media.video_io import FrameSampling
+
+# Which part of a clip MERT encodes: every window of it, or only the first window (the published M2UGen /
+# MuMu-LLaMA code, whose 60 s chunk loop only ever ran its first chunk).
+MusicSpan = Literal["whole", "first_window"]
+# How the frames become steps: means of frames_per_step frames ("blocks"), or one step, the mean of every
+# encoded frame (the published M2UGen features).
+MusicPooling = Literal["blocks", "mean"]
+
+
+def check_choice(value: str, choices: Any, name: str) -> str:
+    """Return value if it is one of the Literal's choices, else raise naming them."""
+    options = get_args(choices)
+    if value not in options:
+        raise ValueError(f"{name} must be one of {', '.join(options)}, got {value!r}")
+    return value
 
 
 @dataclass
@@ -15,6 +34,15 @@ class MusicEncoderConfig:
     sample_rate: int = 24_000
     window_seconds: float = 60.0
     frames_per_step: int = 15
+    span: MusicSpan = "whole"
+    pooling: MusicPooling = "blocks"
+
+    def __post_init__(self) -> None:
+        check_choice(self.span, MusicSpan, "music_encoder.span")
+        check_choice(self.pooling, MusicPooling, "music_encoder.pooling")
+        if self.window_seconds <= 0 or self.frames_per_step < 1:
+            raise ValueError(f"music_encoder needs window_seconds > 0 and frames_per_step >= 1, got "
+                             f"{self.window_seconds} and {self.frames_per_step}")
 
 
 @dataclass
@@ -31,6 +59,10 @@ class VideoEncoderConfig:
 
     source: str | None = None
     arch: dict[str, Any] = field(default_factory=dict)
+    frame_sampling: FrameSampling = "uniform"
+
+    def __post_init__(self) -> None:
+        check_choice(self.frame_sampling, FrameSampling, "video_encoder.frame_sampling")
 
 
 @dataclass

@@ -39,7 +39,9 @@ def encode_file(
     if modality == "image":
         return model.image_encoder([load_image(path, limits)])[0]
     if modality == "video":
-        return model.video_encoder([load_video_frames(path, model.video_encoder.num_frames, limits)])[0]
+        frames = load_video_frames(path, model.video_encoder.num_frames, limits,
+                                   model.config.video_encoder.frame_sampling)
+        return model.video_encoder([frames])[0]
     raise ValueError(f"unknown modality {modality!r}; expected music, image or video")
 
 

@@ -154,9 +154,15 @@ def build_config(
     summed = layout.injection_mode == "summed"
     config = MuMuConfig(
         profile="m2ugen",
-        music_encoder=MusicEncoderConfig(source=sources["mert"], arch=_arch(sources["mert"])),
+        # What the published forward fed its adapters: MERT on the first 60 s only (its chunk loop never got past
+        # the first chunk), the mean of all frames (M2UGen) or every frame (MuMu-LLaMA's RNN); ViViT on
+        # consecutive frames.
+        music_encoder=MusicEncoderConfig(source=sources["mert"], arch=_arch(sources["mert"]), window_seconds=60.0,
+                                         span="first_window", pooling="blocks" if layout.music_rnn else "mean",
+                                         frames_per_step=1 if layout.music_rnn else 15),
         image_encoder=ImageEncoderConfig(source=sources["vit"], arch=_arch(sources["vit"])),
-        video_encoder=VideoEncoderConfig(source=sources["vivit"], arch=_arch(sources["vivit"])),
+        video_encoder=VideoEncoderConfig(source=sources["vivit"], arch=_arch(sources["vivit"]),
+                                         frame_sampling="consecutive"),
         adapter=AdapterConfig(llm_width=layout.width, num_tokens=1, num_blocks=layout.adapter_blocks,
                               ffn_width=layout.adapter_ffn, rnn="rnn", norm_eps=1e-6,
                               style="m2ugen_rnn" if layout.music_rnn else "m2ugen"),
