@@ -14,10 +14,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from mumu.upstream.compare import ContentIndex, component_dir, skipped, weight_loaders
+from mumu.upstream.compare import ContentIndex, component_dir, local_dir, skipped, weight_loaders
 
 COMPONENTS_DIR = "components"
 WEIGHTS_FILE = "model.safetensors"
+# Everything a component's from_pretrained reads besides its weights: configs, processor and tokenizer files.
+SUPPORT_FILES = ["*.json", "*.model", "*.txt"]
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 
@@ -35,7 +37,7 @@ def write_checkpoint_copy(
     weights = _placed(component, source, tensors, loaders)
     target = out / COMPONENTS_DIR / component
     target.mkdir(parents=True, exist_ok=True)
-    _copy_configs(source_dir, target)
+    _copy_configs(local_dir(source, SUPPORT_FILES), target)
     save_file(weights, str(target / WEIGHTS_FILE), metadata={"format": "pt", "copied_from": "checkpoint"})
     return target
 

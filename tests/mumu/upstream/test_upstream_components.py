@@ -155,3 +155,31 @@ def test_copies_match_in_their_own_precision_whatever_their_names(tmp_path):
     result = compare.check_component("vit", str(tmp_path), copies)
     assert (result.checked, result.skipped, result.differing) == (3, ["pooler.dense.weight"], ["c.weight"])
     assert compare.check_component("mert", str(tmp_path), {"pooler.dense.weight": copies["a.weight"]}).checked == 1
+
+
+@pytest.mark.slow
+def test_a_decoder_copy_that_differs_is_written_and_loaded(tmp_path):
+    from generation.factory import build_decoder
+    from mumu.profiles import tiny
+
+    decoder_dir = tmp_path / "musicgen"
+    reference = build_decoder(tiny().decoder)
+    reference.model.save_pretrained(decoder_dir)
+    reference.tokenizer.save_pretrained(decoder_dir)
+    encoders = save_encoders(tmp_path / "encoders")
+    spec = Spec(layers=18, prefix_rows=18)
+    state = published_state(save_llm(tmp_path / "llm", spec.layers), spec, encoders)
+    held = {"generation_model." + k: load().half() for k, load in compare.weight_loaders(decoder_dir).items()}
+    key = "generation_model.enc_to_dec_proj.weight"
+    held[key] = held[key] + 1
+    path = save_published(tmp_path / "checkpoint.pth", {**state, **held})
+    report = convert(path, str(tmp_path / "llm"), tmp_path / "out", mert=str(encoders["mert"]),
+                     vit=str(encoders["vit"]), vivit=str(encoders["vivit"]), decoder=str(decoder_dir))
+    assert report.components["decoder"]["differing_keys"] == ["enc_to_dec_proj.weight"]
+    assert report.replaced == {"decoder": "./components/decoder"}
+    loaded = build_decoder(MuMuConfig.load(tmp_path / "out").decoder)
+    assert torch.equal(loaded.model.enc_to_dec_proj.weight, held[key].float())
+    for name, value in loaded.model.state_dict().items():
+        if "generation_model." + name in held and name != "enc_to_dec_proj.weight":
+            assert torch.equal(value, held["generation_model." + name].float()), name
+    assert loaded.tokenizer("a calm piano").input_ids == reference.tokenizer("a calm piano").input_ids
