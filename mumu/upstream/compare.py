@@ -7,6 +7,7 @@ a tensor of the same shape and the same values (compared in the lower of the two
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,22 +54,23 @@ def component_dir(source: str) -> Path:
     costs one more listing. Offline, both calls return the cached snapshot, whichever format it holds.
     """
     directory = local_dir(source, SAFETENSORS_FILES)
-    if _weight_files(directory):
+    if weight_files(directory):
         return directory
     directory = local_dir(source, BIN_FILES)
-    if not _weight_files(directory):
+    if not weight_files(directory):
         raise FileNotFoundError(f"{source} holds no model weight files (*model*.safetensors or *model*.bin)")
     return directory
 
 
-def _weight_files(directory: Path) -> list[Path]:
+def weight_files(directory: Path) -> list[Path]:
+    """The directory's model weight files: its *model*.safetensors, else its *model*.bin."""
     files = sorted(p for p in directory.rglob("*.safetensors") if "model" in p.name)
     return files or sorted(p for p in directory.rglob("*.bin") if "model" in p.name)
 
 
 def weight_loaders(directory: Path) -> dict[str, Loader]:
     """Every tensor in the directory's model weight files (safetensors, else .bin), loaded only when called."""
-    files = _weight_files(directory)
+    files = weight_files(directory)
     if not files:
         raise FileNotFoundError(f"{directory} holds no model weight files (*model*.safetensors or *model*.bin)")
     loaders: dict[str, Loader] = {}
@@ -78,8 +80,9 @@ def weight_loaders(directory: Path) -> dict[str, Loader]:
                 keys = list(handle.keys())
             loaders.update({key: _safetensors_loader(file, key) for key in keys})
         else:
-            # Memory-mapped and restricted to tensors: a .bin is a pickle, never unpickled with code allowed.
-            state = torch.load(file, map_location="cpu", mmap=True, weights_only=True)
+            # Restricted to tensors (a .bin is a pickle, never unpickled with code allowed) and memory-mapped
+            # unless it predates torch's zip format, which mmap needs.
+            state = torch.load(file, map_location="cpu", mmap=zipfile.is_zipfile(file), weights_only=True)
             loaders.update({key: (lambda t=tensor: t) for key, tensor in state.items()})
     return loaders
 

@@ -14,7 +14,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from mumu.upstream.compare import ContentIndex, component_dir, local_dir, skipped, weight_loaders
+from mumu.upstream.compare import (
+    ContentIndex,
+    component_dir,
+    local_dir,
+    skipped,
+    weight_files,
+    weight_loaders,
+)
 
 COMPONENTS_DIR = "components"
 WEIGHTS_FILE = "model.safetensors"
@@ -33,6 +40,12 @@ def write_checkpoint_copy(
 ) -> Path:
     """Write out/components/<component>: the source's files with the checkpoint's tensors in place of its own."""
     source_dir = component_dir(source)
+    folders = sorted({str(p.parent.relative_to(source_dir)) for p in weight_files(source_dir)})
+    if folders != ["."]:
+        # A pipeline (AudioLDM2's unet/, vae/, ...) keeps one model per folder; one flat file cannot stand in.
+        raise ValueError(f"the checkpoint's {component} differs from {source}, whose weights sit in the folders "
+                         f"{folders}: only single-folder components can be replaced by the checkpoint's copy; pass "
+                         f"the component it was trained with (--{component} DIR_OR_ID)")
     loaders = weight_loaders(source_dir)
     weights = _placed(component, source, tensors, loaders)
     target = out / COMPONENTS_DIR / component

@@ -183,3 +183,25 @@ def test_a_decoder_copy_that_differs_is_written_and_loaded(tmp_path):
         if "generation_model." + name in held and name != "enc_to_dec_proj.weight":
             assert torch.equal(value, held["generation_model." + name].float()), name
     assert loaded.tokenizer("a calm piano").input_ids == reference.tokenizer("a calm piano").input_ids
+
+
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_bin_weights_load_in_either_torch_format(tmp_path, zip_format):
+    tensors = {"a.weight": torch.randn(4, 3), "b.bias": torch.arange(5)}
+    torch.save(tensors, tmp_path / "pytorch_model.bin", _use_new_zipfile_serialization=zip_format)
+    (tmp_path / "training_args.bin").write_bytes(b"not weights")  # not a *model*.bin: never read
+    loaders = compare.weight_loaders(tmp_path)
+    assert sorted(loaders) == sorted(tensors)
+    assert all(torch.equal(loaders[k](), v) for k, v in tensors.items())
+
+
+def test_a_pipeline_component_cannot_be_replaced_by_one_flat_copy(tmp_path):
+    from safetensors.torch import save_file
+
+    from mumu.upstream.components import write_checkpoint_copy
+
+    for folder in ("unet", "vae"):
+        (tmp_path / "pipe" / folder).mkdir(parents=True)
+        save_file({"w": torch.zeros(2)}, str(tmp_path / "pipe" / folder / "diffusion_pytorch_model.safetensors"))
+    with pytest.raises(ValueError, match=r"folders \['unet', 'vae'\]: only single-folder components"):
+        write_checkpoint_copy("decoder", str(tmp_path / "pipe"), {"unet.w": torch.ones(2)}, tmp_path / "out")
