@@ -136,8 +136,6 @@ class MusicEncoder(nn.Module):
         self, model: HubertModel, processor: Wav2Vec2FeatureExtractor, cfg: MusicEncoderConfig
     ) -> None:
         super().__init__()
-        if cfg.window_seconds <= 0 or cfg.frames_per_step < 1:
-            raise ValueError("MusicEncoderConfig needs window_seconds > 0 and frames_per_step >= 1")
         model_rate = getattr(model.config, "sample_rate", cfg.sample_rate)
         if not model_rate == processor.sampling_rate == cfg.sample_rate:
             raise ValueError(
@@ -190,7 +188,7 @@ class MusicEncoder(nn.Module):
 
     @property
     def frame_rate(self) -> float:
-        """Output steps per second (5.0 for MERT-v1 at 75 Hz frames and 15 frames per step)."""
+        """Output steps per second with "blocks" pooling (5.0 for MERT-v1 at 75 Hz frames, 15 frames per step)."""
         return self.cfg.sample_rate / math.prod(self.model.config.conv_stride) / self.cfg.frames_per_step
 
     def train(self, mode: bool = True) -> MusicEncoder:
@@ -232,6 +230,10 @@ class MusicEncoder(nn.Module):
         if clip.dim() != 1 or clip.shape[0] == 0:
             raise ValueError(f"expected one non-empty mono clip of shape (samples,), got {tuple(clip.shape)}")
         clip = clip.float()
+        if self.cfg.span == "first_window":
+            clip = clip[: self.window_samples]
+        if self.cfg.pooling == "mean":
+            return self._mean_of_frames(clip)
         # Long audio is encoded window by window and the frames concatenated in time: nothing is cut.
         # Full blocks are pooled as they arrive (the remainder carries over to the next window), which
         # equals pooling the concatenation but never holds a whole song's 25-layer frames in memory.
@@ -247,3 +249,12 @@ class MusicEncoder(nn.Module):
         if carry.shape[1]:
             steps.append(pool_time(carry, block))
         return torch.cat(steps, dim=1)
+
+    def _mean_of_frames(self, clip: torch.Tensor) -> torch.Tensor:
+        """One step: every frame of every window weighs the same."""
+        total, count = None, 0
+        for part in torch.split(clip, self.windows(clip.shape[0])):
+            frames = self._encode_window(part).float()
+            total = frames.sum(dim=1) if total is None else total + frames.sum(dim=1)
+            count += frames.shape[1]
+        return (total / count)[:, None].to(frames.dtype)

@@ -1,9 +1,11 @@
-"""Sample frames uniformly over a whole video (decord, else PyAV) and read its soundtrack."""
+"""Sample frames from a video (uniformly over the clip, or consecutive ones; decord, else PyAV) and read its
+soundtrack."""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Literal, get_args
 
 import av
 import av.container
@@ -21,8 +23,22 @@ except ImportError:  # decord has no wheels for some platforms; PyAV decodes eve
     decord = None
 
 
-def frame_indices(total_frames: int, num_frames: int) -> list[int]:
-    """Uniform, deterministic sample: index i is floor((i + 0.5) * total_frames / num_frames)."""
+FrameSampling = Literal["uniform", "consecutive"]
+SAMPLINGS: tuple[str, ...] = get_args(FrameSampling)
+
+
+def frame_indices(total_frames: int, num_frames: int, sampling: str = "uniform") -> list[int]:
+    """Which frames to keep, deterministically.
+
+    "uniform": index i is floor((i + 0.5) * total_frames / num_frames), spread over the whole clip.
+    "consecutive": num_frames consecutive frames from the middle of the clip (what the published M2UGen code
+    fed ViViT, there at a random place); a clip shorter than that repeats its last frame.
+    """
+    if sampling == "consecutive":
+        start = max(0, (total_frames - num_frames) // 2)
+        return [min(start + i, total_frames - 1) for i in range(num_frames)]
+    if sampling != "uniform":
+        raise ValueError(f"frame sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
     # Integer arithmetic, so that no float rounding can move an index.
     return [(2 * i + 1) * total_frames // (2 * num_frames) for i in range(num_frames)]
 
@@ -34,10 +50,14 @@ def video_duration(path: str | Path) -> float:
         return _seconds(container, _video_stream(p, container))
 
 
-def load_video_frames(path: str | Path, num_frames: int, limits: MediaLimits | None = None) -> np.ndarray:
-    """`num_frames` RGB frames sampled uniformly over the whole clip, shape (num_frames, H, W, 3) uint8."""
+def load_video_frames(
+    path: str | Path, num_frames: int, limits: MediaLimits | None = None, sampling: str = "uniform"
+) -> np.ndarray:
+    """`num_frames` RGB frames picked by `sampling` (see frame_indices), shape (num_frames, H, W, 3) uint8."""
     if num_frames < 1:
         raise ValueError(f"num_frames must be at least 1, got {num_frames}")
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"frame sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
     limits = limits or MediaLimits()
     p = check_file(path, limits)
     # Probe with PyAV first: it tells a real video from audio, stills and text, and gives the duration
@@ -46,8 +66,8 @@ def load_video_frames(path: str | Path, num_frames: int, limits: MediaLimits | N
         seconds = _seconds(container, _video_stream(p, container))
     if seconds > limits.max_video_seconds:
         raise MediaError(p, f"video is {seconds:.1f} s long, over the {limits.max_video_seconds:g} s limit")
-    frames = _read_decord(p, num_frames) if decord is not None else None
-    return frames if frames is not None else _read_av(p, num_frames)
+    frames = _read_decord(p, num_frames, sampling) if decord is not None else None
+    return frames if frames is not None else _read_av(p, num_frames, sampling)
 
 
 def load_video_audio(
@@ -96,23 +116,23 @@ def _seconds(container: av.container.InputContainer, stream: av.video.stream.Vid
     return _count_frames(container, stream) / float(rate) if rate else 0.0
 
 
-def _read_decord(p: Path, num_frames: int) -> np.ndarray | None:
+def _read_decord(p: Path, num_frames: int, sampling: str) -> np.ndarray | None:
     """Frames via decord, or None when decord cannot handle the file (PyAV then decodes or says why)."""
     try:
         reader = decord.VideoReader(str(p), ctx=decord.cpu(0))
         if len(reader) == 0:
             return None
-        return reader.get_batch(frame_indices(len(reader), num_frames)).asnumpy()
+        return reader.get_batch(frame_indices(len(reader), num_frames, sampling)).asnumpy()
     except (RuntimeError, decord.DECORDError):
         return None
 
 
-def _read_av(p: Path, num_frames: int) -> np.ndarray:
+def _read_av(p: Path, num_frames: int, sampling: str) -> np.ndarray:
     with open_container(p, "video") as container:
         total = _count_frames(container, _video_stream(p, container))
     if total == 0:
         raise MediaError(p, "video contains no frames")
-    indices = frame_indices(total, num_frames)
+    indices = frame_indices(total, num_frames, sampling)
     wanted, last = set(indices), indices[-1]
     kept: dict[int, np.ndarray] = {}
     size: dict[str, int] = {}

@@ -16,6 +16,7 @@ from adapters.config import (
     MusicEncoderConfig,
     VideoEncoderConfig,
 )
+from checkpoints.sources import anchor
 from choices import ChoiceError, check_choice, check_fields, options
 from generation.config import DecoderConfig
 from media.limits import MediaLimits
@@ -193,7 +194,10 @@ class MuMuConfig:
             raise FileNotFoundError(f"no {CONFIG_NAME} in {directory}") from e
         except json.JSONDecodeError as e:
             raise ValueError(f"{path} is not valid JSON: {e}") from e
-        return cls.from_dict(data)
+        config = cls.from_dict(data)
+        for section in (config.music_encoder, config.image_encoder, config.video_encoder, config.decoder):
+            section.source = anchor(section.source, path.parent)  # './' sources sit beside config.json
+        return config
 
 
 def _build(cls: type, data: Any, where: str) -> Any:

@@ -56,7 +56,8 @@ def encode_file(
     elif modality == "image":
         data = load_image(path, limits)
     elif modality == "video":
-        data = load_video_frames(path, model.video_encoder.num_frames, limits)
+        sampling = model.config.video_encoder.frame_sampling
+        data = load_video_frames(path, model.video_encoder.num_frames, limits, sampling)
     else:
         raise ValueError(f"unknown modality {modality!r}; expected music, image or video")
     return encode(model, modality, data)

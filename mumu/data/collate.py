@@ -13,7 +13,8 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from transformers import PreTrainedTokenizerBase
 
-from mumu.data.records import MODALITIES, Record
+from mumu.config import MODALITIES
+from mumu.data.records import Record
 from mumu.prompting import Message, assistant_tokens, build_prompt
 from mumu.tokens import SpecialIds
 

@@ -19,7 +19,7 @@ from mumu.data.features import FeatureStore, fill, fingerprint, media_keys
 from mumu.data.records import DATA_KINDS, Record, parse_data_arg, read_all
 from mumu.modeling import MuMuModel
 from mumu.profiles import PROFILES, get_profile
-from mumu.training.stages import STAGE_DATA, stage_trainable
+from mumu.training.stages import STAGE_DATA, stage_trainable, untrained_adapters_warning
 from mumu.training.trainer import PRECISIONS, STATE_NAME, Trainer, TrainSettings
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -72,6 +72,8 @@ def add_commands(commands: Any) -> None:
     train.add_argument("--log-every", type=int, default=1)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--mixed-precision", choices=PRECISIONS, default="no", help="bf16/fp16 autocast (GPU)")
+    train.add_argument("--train-adapters", action="store_true",
+                       help="also train the understanding adapters (stages 2 and 3 freeze them; stage 1 trains them)")
     train.add_argument("--resume", help="a checkpoint directory from an earlier run, or 'latest' (in --out)")
 
 
@@ -136,7 +138,10 @@ def train_command(args: argparse.Namespace) -> dict[str, Any] | None:
         raise ValueError(f"--base-dtype {args.base_dtype} needs --mixed-precision bf16 or fp16: the trained tensors "
                          "stay float32 and only autocast lets them work with the half-precision frozen ones")
     model = _model(args)
-    model.config.trainable = stage_trainable(args.stage, model.config.trainable)
+    warning = untrained_adapters_warning(args.stage, None if args.checkpoint else args.profile, args.train_adapters)
+    if warning:
+        _note(warning)
+    model.config.trainable = stage_trainable(args.stage, model.config.trainable, args.train_adapters)
     model.set_trainable()
     for param in model.parameters():
         if param.requires_grad and param.dtype != torch.float32:

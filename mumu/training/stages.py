@@ -22,8 +22,26 @@ STAGE_DATA: dict[int, tuple[str, ...]] = {
 }
 
 
-def stage_trainable(stage: int, current: TrainableConfig | None = None) -> TrainableConfig:
-    """The trainable set of a stage; the model's own extra trained LLM tensors (current.llm_params) are kept."""
+def stage_trainable(
+    stage: int, current: TrainableConfig | None = None, train_adapters: bool = False
+) -> TrainableConfig:
+    """The trainable set of a stage (adapters added on request); the model's own extra trained LLM tensors
+    (current.llm_params) are kept."""
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {sorted(STAGES)}, got {stage}")
-    return replace(STAGES[stage], llm_params=list(current.llm_params) if current else [])
+    adapters = STAGES[stage].adapters or train_adapters
+    return replace(STAGES[stage], adapters=adapters, llm_params=list(current.llm_params) if current else [])
+
+
+def untrained_adapters_warning(stage: int, from_profile: str | None, train_adapters: bool) -> str | None:
+    """What to say when a stage would learn on top of random, frozen understanding adapters; None when it won't.
+
+    A fresh profile's adapters are random; stages 2 and 3 freeze them, so the media features that reach the LLM
+    are fixed random projections and the run learns nothing useful from the media.
+    """
+    if from_profile is None or train_adapters or STAGES[stage].adapters:
+        return None
+    return (f"warning: stage {stage} keeps the understanding adapters frozen, and those of a fresh --profile "
+            f"{from_profile} are random: the media would reach the LLM as fixed random projections. Train stage 1 "
+            "first and start from its output (--checkpoint DIR), or pass --train-adapters to train them in this "
+            "stage")

@@ -34,7 +34,16 @@ from mumu.config import (
 )
 from mumu.upstream import keymap
 from mumu.upstream.compare import check_component, iter_prefixed, local_dir, same_values, weight_loaders
-from mumu.upstream.loading import FROZEN_PREFIXES, PROJECTOR_HEADS, Layout, check_keys, detect_layout, load_state
+from mumu.upstream.components import local_source, write_checkpoint_copy
+from mumu.upstream.loading import (
+    FROZEN_PREFIXES,
+    PROJECTOR_HEADS,
+    UNRUNNABLE_PREFIXES,
+    Layout,
+    check_keys,
+    detect_layout,
+    load_state,
+)
 
 WEIGHTS_NAME = "model.safetensors"
 REPORT_NAME = "conversion.json"
@@ -48,7 +57,6 @@ AUDIOLDM2_MUSIC = presets.AUDIOLDM2_MUSIC
 AUDIOLDM2_DIMS = (presets.AUDIOLDM2_MUSIC_ARCH["t5"]["d_model"], presets.AUDIOLDM2_MUSIC_ARCH["gpt2"]["n_embd"],
                   presets.AUDIOLDM2_MUSIC_ARCH["lm_tokens"])
 LLM_FILES = ["*.json", "*.safetensors", "tokenizer*"]
-COMPONENT_FILES = ["*.json", "*model*.safetensors"]
 _CONFIG_METADATA = ("model_type", "architectures", "transformers_version", "_name_or_path", "dtype", "torch_dtype",
                     "auto_map")
 _LLM_DIMS = {"hidden_size": "width", "num_hidden_layers": "layers", "num_attention_heads": "heads",
@@ -63,9 +71,11 @@ class ConversionReport:
     out: str
     layout: dict[str, Any]
     unexpected_keys: list[str] = field(default_factory=list)
+    unrunnable_keys: list[str] = field(default_factory=list)
     ignored: dict[str, int] = field(default_factory=dict)
     base_from_checkpoint: list[str] = field(default_factory=list)
     components: dict[str, dict] = field(default_factory=dict)
+    replaced: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -144,9 +154,15 @@ def build_config(
     summed = layout.injection_mode == "summed"
     config = MuMuConfig(
         profile="m2ugen",
-        music_encoder=MusicEncoderConfig(source=sources["mert"], arch=_arch(sources["mert"])),
+        # What the published forward fed its adapters: MERT on the first 60 s only (its chunk loop never got past
+        # the first chunk), the mean of all frames (M2UGen) or every frame (MuMu-LLaMA's RNN); ViViT on
+        # consecutive frames.
+        music_encoder=MusicEncoderConfig(source=sources["mert"], arch=_arch(sources["mert"]), window_seconds=60.0,
+                                         span="first_window", pooling="blocks" if layout.music_rnn else "mean",
+                                         frames_per_step=1 if layout.music_rnn else 15),
         image_encoder=ImageEncoderConfig(source=sources["vit"], arch=_arch(sources["vit"])),
-        video_encoder=VideoEncoderConfig(source=sources["vivit"], arch=_arch(sources["vivit"])),
+        video_encoder=VideoEncoderConfig(source=sources["vivit"], arch=_arch(sources["vivit"]),
+                                         frame_sampling="consecutive"),
         adapter=AdapterConfig(llm_width=layout.width, num_tokens=1, num_blocks=layout.adapter_blocks,
                               ffn_width=layout.adapter_ffn, rnn="rnn", norm_eps=1e-6,
                               style="m2ugen_rnn" if layout.music_rnn else "m2ugen"),
@@ -194,7 +210,10 @@ def convert(
     check_conditioning(conditioning)
     state = load_state(checkpoint)
     layout = detect_layout(state)
-    report = ConversionReport(str(checkpoint), str(out), asdict(layout), unexpected_keys=check_keys(state, layout))
+    unexpected = check_keys(state, layout)
+    report = ConversionReport(str(checkpoint), str(out), asdict(layout),
+                              unexpected_keys=[k for k in unexpected if not k.startswith(UNRUNNABLE_PREFIXES)],
+                              unrunnable_keys=[k for k in unexpected if k.startswith(UNRUNNABLE_PREFIXES)])
     for prefix, name in FROZEN_PREFIXES.items():
         count = sum(k.startswith(prefix) for k in state)
         if count:
@@ -213,18 +232,33 @@ def convert(
     tensors = _trained_tensors(state, layout, config, differs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    config.save(out)
     save_file(tensors, str(out / WEIGHTS_NAME), metadata={"format": "pt", "profile": config.profile,
                                                          "converted_from": Path(checkpoint).name})
     del tensors
-    for name, source in [*sources.items(), ("decoder", decoder_cfg.source)]:
-        prefix = next(p for p, n in FROZEN_PREFIXES.items() if n == name)
-        held = dict(iter_prefixed(state, prefix))
-        if held:
-            report.components[name] = check_component(name, source, held, COMPONENT_FILES).summary()
+    _use_checkpoint_components(state, {**sources, "decoder": decoder_cfg.source}, config, out, report)
+    config.save(out)
     report.notes = _notes(state, layout, report)
     (out / REPORT_NAME).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     return report
+
+
+def _use_checkpoint_components(
+    state: dict[str, torch.Tensor], sources: dict[str, str], config: MuMuConfig, out: Path,
+    report: ConversionReport,
+) -> None:
+    """Compare each frozen component the file holds; where it differs, write the file's copy and point at it."""
+    sections = {"mert": config.music_encoder, "vit": config.image_encoder, "vivit": config.video_encoder,
+                "decoder": config.decoder}
+    for name, source in sources.items():
+        prefix = next(p for p, n in FROZEN_PREFIXES.items() if n == name)
+        held = dict(iter_prefixed(state, prefix))
+        if not held:
+            continue
+        result = check_component(name, source, held)
+        report.components[name] = result.summary()
+        if not result.matches:
+            write_checkpoint_copy(name, source, held, out)
+            sections[name].source = report.replaced[name] = local_source(name)
 
 
 def _trained_tensors(
@@ -261,9 +295,16 @@ def _notes(state: dict[str, torch.Tensor], layout: Layout, report: ConversionRep
         notes.append("every injection gate is zero (the published training never trained them): media inputs do "
                      "not reach the LLM; the converted model reproduces that")
     for name, result in report.components.items():
-        if not result["matches"]:
+        if name in report.replaced:
             notes.append(f"the checkpoint's {name} differs from {result['source']} in {result['differing']} of "
-                         f"{result['checked']} tensors; the given {name} is used")
+                         f"{result['checked']} tensors (e.g. {result['differing_keys'][:3]}): the adapters were "
+                         f"trained on the checkpoint's copy, so it was written to {report.replaced[name]} (with "
+                         f"{result['source']}'s config and processor files) and the converted model uses it")
+    if report.unrunnable_keys:
+        notes.append(f"{len(report.unrunnable_keys)} MuMu-LLaMA video RNN/attention-pooling keys were not imported "
+                     "(iu_vivit_rnn.*, iu_vivit_attention.*): upstream's video path never ran them (it reads an "
+                     "attribute the ViViT output lacks and pools a tuple), so the published video features went "
+                     "through the plain M2UGen video adapter, which the converted model reproduces")
     if report.unexpected_keys:
         notes.append(f"{len(report.unexpected_keys)} keys of the checkpoint have no place in the model and were "
                      "ignored (see unexpected_keys)")

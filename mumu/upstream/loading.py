@@ -18,6 +18,9 @@ FROZEN_PREFIXES = {"mert_model.": "mert", "vit_model.": "vit", "vivit_model.": "
 ADAPTER_PREFIXES = {"mu_mert": "music", "iu_vit": "image", "iu_vivit": "video"}
 PREFIX_ROWS = {18: "grouped", 20: "summed"}  # HEAD layout (three groups of 6) and the older one (sum, 20 layers)
 PROJECTOR_HEADS = 4  # nn.Transformer(nhead=4) in the published code; head counts cannot be read from shapes
+# MuMu-LLaMA's video RNN + attention pooling: its forward fails before reaching them (it reads
+# `outputs.output_hidden_states`, which ViViT outputs lack), so no published video feature ever went through them.
+UNRUNNABLE_PREFIXES = ("iu_vivit_rnn.", "iu_vivit_attention.")
 RNN_KEYS = ("mu_mert_rnn.weight_ih_l0", "mu_mert_rnn.weight_hh_l0", "mu_mert_rnn.bias_ih_l0",
             "mu_mert_rnn.bias_hh_l0", "mu_mert_attention.weight", "mu_mert_attention.bias")
 

@@ -334,3 +334,41 @@ def test_weights_false_builds_the_arch_without_touching_the_source(tmp_path: Pat
     with torch.device("meta"):
         enc = MusicEncoder.from_config(cfg, weights=False)
     assert (enc.num_layers_out, enc.width) == (25, 1024)
+
+
+def test_first_window_mean_is_the_published_music_feature() -> None:
+    # Upstream: processor(wav[:60 s]) -> all 25 states -> mean over every frame; here with a 2 s window.
+    enc = tiny_encoder(window_seconds=2.0, span="first_window", pooling="mean")
+    wav = audio(5.3, seed=4)
+    expected = stacked(enc.model, normalised(wav[: 2 * SR])).mean(dim=1, keepdim=True)
+    got = enc(wav)
+    assert got.shape == (3, 1, 32)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    # A clip shorter than the window is encoded whole.
+    short = audio(1.2, seed=5)
+    torch.testing.assert_close(enc(short), stacked(enc.model, normalised(short)).mean(dim=1, keepdim=True),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_first_window_frames_are_the_first_window_only() -> None:
+    enc = tiny_encoder(window_seconds=2.0, span="first_window", frames_per_step=1)
+    wav = audio(5.0, seed=6)
+    torch.testing.assert_close(enc(wav), stacked(enc.model, normalised(wav[: 2 * SR])), rtol=1e-5, atol=1e-5)
+
+
+def test_whole_clip_mean_weighs_every_frame_the_same() -> None:
+    enc = tiny_encoder(window_seconds=2.0, pooling="mean")
+    wav = audio(5.0, seed=7)
+    frames = torch.cat([stacked(enc.model, normalised(part.numpy())) for part in
+                        torch.split(torch.from_numpy(wav), enc.windows(len(wav)))], dim=1)
+    torch.testing.assert_close(enc(wav), frames.mean(dim=1, keepdim=True), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("span", "all", "MusicEncoderConfig.span must be one of whole, first_window, got 'all'"),
+    ("pooling", "max", "MusicEncoderConfig.pooling must be one of blocks, mean, got 'max'"),
+    ("frames_per_step", 0, "frames_per_step >= 1"),
+])
+def test_music_config_choices_are_checked_when_built(field, value, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        MusicEncoderConfig(**{field: value})

@@ -72,6 +72,39 @@ def test_indices_follow_the_uniform_formula():
     assert frame_indices(1, 3) == [0, 0, 0]
 
 
+def upstream_indices(seg_len: int, clip_len: int, end_idx: int) -> list[int]:
+    """The published sample_frame_indices(clip_len, frame_sample_rate=1, seg_len), its random end fixed."""
+    start_idx = end_idx - clip_len
+    indices = np.linspace(start_idx, end_idx, num=clip_len)
+    return np.clip(indices, start_idx, end_idx - 1).astype(np.int64).tolist()
+
+
+@pytest.mark.parametrize(("total", "num"), [(300, 32), (33, 32), (45, 8), (61, 32)])
+def test_consecutive_indices_are_an_upstream_window_from_the_middle(total, num):
+    ours = frame_indices(total, num, "consecutive")
+    # Upstream draws end_idx from [clip_len, seg_len); ours is the window centred in the clip.
+    end = (total - num) // 2 + num
+    assert num <= end < total
+    assert ours == upstream_indices(total, num, end)
+    assert ours == list(range(ours[0], ours[0] + num))
+    assert abs(ours[0] - (total - 1 - ours[-1])) <= 1
+
+
+def test_consecutive_indices_of_a_short_clip_repeat_its_last_frame():
+    # Upstream fails on clips shorter than num_frames (randint over an empty range); ours holds the last frame.
+    assert frame_indices(5, 8, "consecutive") == [0, 1, 2, 3, 4, 4, 4, 4]
+    with pytest.raises(ValueError, match="frame sampling must be one of uniform, consecutive, got 'random'"):
+        frame_indices(5, 8, "random")
+
+
+@pytest.mark.parametrize("use_decord", [True, False])
+def test_consecutive_frames_are_decoded_from_the_middle(clip, monkeypatch, use_decord):
+    if not use_decord:
+        monkeypatch.setattr(video_io, "decord", None)
+    assert decoded_indices(load_video_frames(clip, 8, sampling="consecutive")) == frame_indices(
+        FRAMES, 8, "consecutive")
+
+
 def test_frames_have_the_right_shape_and_type(clip):
     frames = load_video_frames(clip, 8)
     assert frames.shape == (8, HEIGHT, WIDTH, 3)

@@ -36,6 +36,27 @@ def test_unknown_key_is_rejected_with_its_path():
         MuMuConfig.from_dict(data)
 
 
+def test_encoder_feature_choices_are_checked_when_a_config_is_read():
+    data = tiny().to_dict()
+    data["video_encoder"]["frame_sampling"] = "random"
+    with pytest.raises(ValueError, match=r"video_encoder\.frame_sampling must be one of uniform, consecutive"):
+        MuMuConfig.from_dict(data)
+    data = tiny().to_dict()
+    data["music_encoder"]["pooling"] = "median"
+    with pytest.raises(ValueError, match=r"music_encoder\.pooling must be one of blocks, mean, got 'median'"):
+        MuMuConfig.from_dict(data)
+
+
+def test_relative_sources_are_read_beside_the_config(tmp_path):
+    cfg = tiny()
+    cfg.image_encoder.source = "./components/vit"
+    cfg.music_encoder.source = "some/hub-id"
+    cfg.save(tmp_path)
+    loaded = MuMuConfig.load(tmp_path)
+    assert loaded.image_encoder.source == str(tmp_path.resolve() / "components" / "vit")
+    assert loaded.music_encoder.source == "some/hub-id" and loaded.video_encoder.source is None
+
+
 def test_newer_version_is_rejected():
     data = tiny().to_dict()
     data["version"] = 99

@@ -79,6 +79,30 @@ def test_stage2_trains_projector_on_decoder_targets(dataset, features, tmp_path)
     before, after = _initial(), _weights(out)
     assert not torch.equal(after["projector.inp.weight"], before["projector.inp.weight"])
     assert torch.equal(after["music_adapter.project.proj.weight"], before["music_adapter.project.proj.weight"])
+    # A fresh profile's adapters are random and stage 2 freezes them: said at start, with the two ways out.
+    assert "warning: stage 2 keeps the understanding adapters frozen" in err
+    assert "--checkpoint DIR" in err and "--train-adapters" in err
+
+
+def test_train_adapters_trains_them_in_a_later_stage(dataset, features, tmp_path):
+    root, paths = dataset
+    out = tmp_path / "stage3-adapters"
+    code, _, err = run_cli(
+        "train", "--profile", "tiny", "--stage", 3, "--train-adapters", "--data", spec(paths, "muimage", "mucaps"),
+        "--media-root", root, "--features", features, "--max-steps", 2, "--batch-size", 4, "--eval-fraction", 0,
+        "--out", out)
+    assert code == 0, err
+    assert "warning" not in err
+    before, after = _initial(), _weights(out)
+    for adapter in ("music_adapter", "image_adapter"):
+        name = f"{adapter}.project.proj.weight"
+        assert not torch.equal(after[name], before[name]), adapter
+    # Starting from a checkpoint (e.g. stage 1's), its adapters are taken as trained: nothing to warn about.
+    code, _, err = run_cli(
+        "train", "--checkpoint", out, "--stage", 2, "--data", spec(paths, "mucaps-decoder"), "--media-root", root,
+        "--features", features, "--max-steps", 1, "--batch-size", 2, "--eval-fraction", 0, "--out", tmp_path / "s2")
+    assert code == 0, err
+    assert "warning" not in err
 
 
 def test_resume_continues_bit_exactly(dataset, features, tmp_path):

@@ -70,6 +70,7 @@ class Spec:
     queries: int = 4
     out_dim: int = 32
     t5_tokens: int = 16  # AudioLDM2 only: prompt_embeds rows (T5 width 32, then 8 x 16 GPT-2 values)
+    frozen_dtype: torch.dtype = torch.float16  # the published copies of LLaMA and the encoders (fp16 or bf16)
 
 
 def _rand(*shape: int, scale: float = 0.2) -> torch.Tensor:
@@ -99,21 +100,22 @@ def published_state(llm: LlamaForCausalLM, spec: Spec, encoders: dict[str, Path]
                        "mu_mert_rnn.bias_ih_l0": _rand(32), "mu_mert_rnn.bias_hh_l0": _rand(32),
                        "mu_mert_attention.weight": _rand(1, 32), "mu_mert_attention.bias": _rand(1)})
         audio_in, audio_out = _rand(8, WIDTH), _rand(8, WIDTH, scale=0.01)
-        sd["llama.tok_embeddings.weight"] = torch.cat([hf["model.embed_tokens.weight"], audio_in]).half()
-        sd["llama.output.weight"] = torch.cat([hf["lm_head.weight"], audio_out]).half()
+        low = spec.frozen_dtype
+        sd["llama.tok_embeddings.weight"] = torch.cat([hf["model.embed_tokens.weight"], audio_in]).to(low)
+        sd["llama.output.weight"] = torch.cat([hf["lm_head.weight"], audio_out]).to(low)
         sd["llama.norm.weight"] = hf["model.norm.weight"] + _rand(WIDTH, scale=0.05)
         for i in range(spec.layers):
             att, ffn, ours = f"llama.layers.{i}.attention", f"llama.layers.{i}.feed_forward", f"model.layers.{i}"
             for w, proj in (("wq", "q_proj"), ("wk", "k_proj"), ("wv", "v_proj"), ("wo", "o_proj")):
                 weight = hf[f"{ours}.self_attn.{proj}.weight"]
-                sd[f"{att}.{w}.weight"] = (meta_rows(weight, HEADS) if w in ("wq", "wk") else weight).half()
+                sd[f"{att}.{w}.weight"] = (meta_rows(weight, HEADS) if w in ("wq", "wk") else weight).to(low)
                 sd[f"{att}.lora_{w}_l1.weight"] = _rand(RANK, WIDTH)
                 sd[f"{att}.lora_{w}_l2.weight"] = _rand(WIDTH, RANK)
             sd[f"{att}.wq.bias"], sd[f"{att}.wo.bias"] = _rand(WIDTH, scale=0.1), _rand(WIDTH, scale=0.1)
-            sd[f"{att}.gate"] = _rand(1, HEADS, 1, 1, scale=1.0).half()
+            sd[f"{att}.gate"] = _rand(1, HEADS, 1, 1, scale=1.0).to(low)
             for w, proj in (("w1", "gate_proj"), ("w2", "down_proj"), ("w3", "up_proj")):
                 weight = hf[f"{ours}.mlp.{proj}.weight"]
-                sd[f"{ffn}.{w}.weight"] = weight.half()
+                sd[f"{ffn}.{w}.weight"] = weight.to(low)
                 sd[f"{ffn}.{w}.bias"] = _rand(weight.shape[0], scale=0.1)
                 sd[f"{ffn}.lora_{w}_l1.weight"] = _rand(RANK, weight.shape[1])
                 sd[f"{ffn}.lora_{w}_l2.weight"] = _rand(weight.shape[0], RANK)
@@ -130,8 +132,14 @@ def published_state(llm: LlamaForCausalLM, spec: Spec, encoders: dict[str, Path]
                    "output_projector.model.weight": _rand(out_dim, PROJ_WIDTH),
                    "output_projector.model.bias": _rand(out_dim),
                    "output_projector.query_embs": _rand(1, queries, PROJ_WIDTH)})
-    for name, prefix in (("mert", "mert_model."), ("vit", "vit_model.")):
-        sd.update({prefix + k: load().half() for k, load in weight_loaders(encoders[name]).items()})
+    for name, prefix in (("mert", "mert_model."), ("vit", "vit_model."), ("vivit", "vivit_model.")):
+        sd.update({prefix + k: load().to(spec.frozen_dtype) for k, load in weight_loaders(encoders[name]).items()})
+    with seeded(seed + 1):
+        # Upstream built ViT and ViViT with add_pooling_layer=True: random, never-trained pooler tensors.
+        for prefix in ("vit_model.", "vivit_model."):
+            width = sd[prefix + "embeddings.cls_token"].shape[-1]
+            sd[prefix + "pooler.dense.weight"] = _rand(width, width).to(spec.frozen_dtype)
+            sd[prefix + "pooler.dense.bias"] = _rand(width).to(spec.frozen_dtype)
     return sd
 
 

@@ -72,6 +72,12 @@ def test_converted_model_matches_published_forward(tmp_path, encoders, layout):
     assert cfg.adapter.style == ("m2ugen_rnn" if spec.rnn else "m2ugen")
     assert cfg.pipeline.template == "m2ugen" and cfg.pipeline.stop_rule == "m2ugen"
     assert cfg.pipeline.conditioning == "caption"
+    # The published features: MERT's first 60 s, all frames averaged (M2UGen) or each frame to the RNN; ViViT on
+    # consecutive frames.
+    music = cfg.music_encoder
+    assert (music.span, music.window_seconds) == ("first_window", 60.0)
+    assert (music.pooling, music.frames_per_step) == (("blocks", 1) if spec.rnn else ("mean", 15))
+    assert cfg.video_encoder.frame_sampling == "consecutive"
     assert report.base_from_checkpoint == [] and report.unexpected_keys == []
 
     # The published prompt: BOS, then the Alpaca text tokenized as one string.
