@@ -355,6 +355,9 @@ class MuMuPipeline:
                                         "conditioning": mode})
         path = written.path
         reply.timings["write"] = time.perf_counter() - tick
+        level_note = written.levelling.note() if written.levelling else None
+        if level_note:
+            reply.notes.append(level_note)
         conv.media.append(MediaItem(item_id, "music", path, file_digest(path), generated=True))
         reply.audio, reply.sample_rate, reply.track = str(path), audio.sample_rate, item_id
         reply.info = {**info, "decoder_info": audio.info}
