@@ -43,7 +43,11 @@ class EditSource:
 
 @dataclass
 class DecodedAudio:
-    """A mono float32 waveform in [-1, 1] with its sample rate, and what produced it."""
+    """A mono float32 waveform with its sample rate, and what produced it.
+
+    Nominally within [-1, 1] but never clipped: a decoder's overshoot is left for delivery levelling
+    (media.levelling), whose limiter handles it without flat-topping the waveform.
+    """
 
     waveform: np.ndarray
     sample_rate: int
