@@ -19,11 +19,14 @@ class Conditioning:
     embeds: stream name -> (1, N, W) float tensor on the decoder's own scale.
     masks: stream name -> (1, N) bool tensor (True = attend), for masked streams.
     caption: text for the decoder's own text encoder (caption mode, or alongside embeddings where supported).
+    ranking_text: what the music should match, for decoders that rank several candidates (AudioLDM2's CLAP scorer)
+    in any mode: the reply text or the request. Conditions nothing; without it the caption ranks, if there is one.
     """
 
     embeds: dict[str, torch.Tensor] = field(default_factory=dict)
     masks: dict[str, torch.Tensor] = field(default_factory=dict)
     caption: str | None = None
+    ranking_text: str | None = None
 
     def check(self) -> Conditioning:
         """Reject empty conditioning with a clear message."""

@@ -330,7 +330,8 @@ class MuMuPipeline:
             if mode == "embeddings":
                 out = self.model.project(hidden[None].to(self.model.device))
                 cond = Conditioning(embeds={k: v.detach() for k, v in out.embeds.items()},
-                                    masks={k: v.detach() for k, v in out.masks.items()})
+                                    masks={k: v.detach() for k, v in out.masks.items()},
+                                    ranking_text=reply.text.strip() or prompt_text.strip())  # ranks candidates
                 reply.timings["projector"] = time.perf_counter() - tick
             else:
                 # The reply text never holds the [AUD] tokens (decoding drops them); an empty reply falls back to
