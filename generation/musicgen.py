@@ -38,6 +38,7 @@ from checkpoints.sources import resolve_source
 from generation.chroma import chroma_features, stft_params
 from generation.config import DecoderConfig, SamplingSettings
 from generation.interface import Conditioning, DecodedAudio, EditSource, MusicDecoder
+from generation.separation import MELODY_STEMS, StemSeparator, load_separator
 
 STREAM = "encoder_hidden_states"
 CROSSFADE_SECONDS = 0.1  # a continued source fades into the codec's audio over its last 100 ms
@@ -128,13 +129,15 @@ class MusicGenDecoder(MusicDecoder):
     config.overlap_seconds of codes so far, and decoded once. EditSource 'continue' encodes the source (mono,
     resampled, cut to whole codec frames) once as the first codes and keeps the source itself as the start of the
     output, fading into the codec's audio over its last CROSSFADE_SECONDS; `duration` includes it. 'melody'
-    (musicgen_melody only) conditions every window on the chroma of the source, looped as audiocraft does. Settings
-    steps, candidates and negative_prompt do not apply to MusicGen and are ignored. Mono checkpoints only: a stereo
-    one is refused when it is built.
+    (musicgen_melody only) conditions every window on the chroma of the source's vocals and other stems
+    (config.separator; the full mix, noted in info, without one), looped as audiocraft does. Settings steps,
+    candidates and negative_prompt do not apply to MusicGen and are ignored. Mono checkpoints only: a stereo one is
+    refused when it is built.
     """
 
     def __init__(self, model: MusicgenForConditionalGeneration | MusicgenMelodyForConditionalGeneration,
-                 tokenizer: Any, config: DecoderConfig, name: str) -> None:
+                 tokenizer: Any, config: DecoderConfig, name: str, separator: StemSeparator | None = None,
+                 separator_note: str | None = None) -> None:
         channels = model.config.decoder.audio_channels
         if channels != 1:
             raise ValueError(f"{name}: stereo MusicGen checkpoints (audio_channels={channels}, e.g. "
@@ -145,6 +148,7 @@ class MusicGenDecoder(MusicDecoder):
         self.config = config
         self.name = name
         self.melody = config.kind == "musicgen_melody"
+        self.separator, self.separator_note = separator, separator_note
         codec = model.config.audio_encoder
         self.hop = codec.hop_length
         self.frame_rate = codec.sampling_rate / self.hop
@@ -192,7 +196,10 @@ class MusicGenDecoder(MusicDecoder):
         load_tokenizer = tokenizer_source and (weights or Path(tokenizer_source).is_dir())
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_source) if load_tokenizer else None
         name = cfg.source if source and weights else f"{cfg.source or cfg.kind} (random init)"
-        return cls(model, tokenizer, cfg, name=name)
+        separator = note = None
+        if cfg.kind == "musicgen_melody":
+            separator, note = load_separator(cfg.separator, pretrained=bool(source and weights), device=device)
+        return cls(model, tokenizer, cfg, name=name, separator=separator, separator_note=note)
 
     @property
     def sample_rate(self) -> int:
@@ -243,7 +250,7 @@ class MusicGenDecoder(MusicDecoder):
                 if not self.melody:
                     raise ValueError("melody conditioning needs the musicgen_melody decoder; with musicgen use "
                                      "mode='continue' to extend the audio instead")
-                melody = wav
+                melody = wav if self.separator is None else self.separator.melody(wav, self.sample_rate)
             elif source.mode == "continue":
                 prompt = wav[: len(wav) // self.hop * self.hop]  # whole codec frames, so the codes cover it exactly
                 if len(prompt) == 0 or len(prompt) >= settings.duration * self.sample_rate:
@@ -268,6 +275,11 @@ class MusicGenDecoder(MusicDecoder):
                 "top_k": settings.top_k, "top_p": settings.top_p, "windows": windows,
                 "source_seconds": 0.0 if prompt is None else len(prompt) / self.sample_rate,
                 "melody": melody is not None}
+        if melody is not None:
+            stems = "+".join(MELODY_STEMS)
+            info["melody_from"] = f"{stems} stems ({self.separator.name})" if self.separator else "full mix"
+            if self.separator is None:
+                info["notes"] = [self.separator_note]
         if settings.guidance_scale > 1:
             info["null_condition"] = "zeros, mask 0 (as MusicGen was trained)"
         # Not clipped: the codec may overshoot full scale a little, and delivery levelling (media.levelling) limits it.

@@ -346,6 +346,7 @@ class MuMuPipeline:
             tick = time.perf_counter()
             audio = decoder.generate(cond, settings, source)
         reply.timings["decoder"] = time.perf_counter() - tick
+        reply.notes.extend(audio.info.get("notes", []))
         tick = time.perf_counter()
         item_id = conv._new_id("music", True)
         conv.out_dir.mkdir(parents=True, exist_ok=True)

@@ -319,11 +319,12 @@ def test_save_and_load_through_source(kind, tmp_path, musicgen, melody):
     decoder = musicgen if kind == "musicgen" else melody
     decoder.model.save_pretrained(tmp_path)
     decoder.tokenizer.save_pretrained(tmp_path)
-    loaded = MusicGenDecoder.from_config(DecoderConfig(kind=kind, source=str(tmp_path)))
+    loaded = MusicGenDecoder.from_config(DecoderConfig(kind=kind, source=str(tmp_path), separator=None))
     assert loaded.name == str(tmp_path)
     for cond in (_cond(), Conditioning(caption="a folk song")):
         np.testing.assert_array_equal(_run(loaded, cond), _run(decoder, cond))
-    arch_only = MusicGenDecoder.from_config(DecoderConfig(kind=kind, source=str(tmp_path)), weights=False)
+    arch_only = MusicGenDecoder.from_config(DecoderConfig(kind=kind, source=str(tmp_path), separator=None),
+                                            weights=False)
     assert arch_only.tokenizer is not None and arch_only.name.endswith("(random init)")
     assert arch_only.model.num_parameters() == decoder.model.num_parameters()
 
