@@ -240,6 +240,10 @@ class AudioLDM2Decoder(MusicDecoder):
         if settings.guidance_scale <= 1.0:
             return kwargs
         negative = settings.negative_prompt.strip()
+        if not negative and self._has_tokenizers():
+            # no negatives given: the pipeline encodes "" itself (negative_prompt=None), padded to the prompt's length
+            info["negative"] = "empty string"
+            return kwargs
         if negative and self._has_tokenizers():
             neg_pe, neg_mask, neg_ge = pipe.encode_prompt(
                 negative, device, 1, False, transcription=self._transcription(negative), max_new_tokens=ge.shape[1]
@@ -251,7 +255,7 @@ class AudioLDM2Decoder(MusicDecoder):
             # no text side to encode with: all-zero embeddings are the null condition
             neg_pe, neg_ge = torch.zeros_like(pe), torch.zeros_like(ge)
             neg_mask = torch.ones_like(kwargs["attention_mask"])
-            info["negative"] = "zeros (no tokenizers)" if negative else "zeros (empty negative prompt)"
+            info["negative"] = "zeros (no tokenizers)"
         kwargs.update(negative_prompt_embeds=neg_pe, negative_attention_mask=neg_mask,
                       negative_generated_prompt_embeds=neg_ge)
         return kwargs
@@ -279,13 +283,18 @@ class AudioLDM2Decoder(MusicDecoder):
     def generate(
         self, cond: Conditioning, settings: SamplingSettings, source: EditSource | None = None
     ) -> DecodedAudio:
-        """Make music from embeddings (caption only ranks candidates then) or from a caption; same seed, same audio."""
+        """Make music from embeddings or from a caption; same seed, same audio.
+
+        Several candidates are ranked by the pipeline's CLAP scorer: in caption mode against the caption (the pipeline
+        scores its own prompt), in embedding mode against cond.ranking_text, else the caption.
+        """
         if source is not None:
             raise ValueError("the AudioLDM2 decoder cannot edit audio; use the musicgen_melody decoder for edits")
         settings.validate(self.config.max_duration)
         cond.check()
         pipe, n = self.pipe, settings.candidates
         caption = cond.caption.strip() if cond.caption and cond.caption.strip() else None
+        ranking = (cond.ranking_text or "").strip() or caption
         mode = "embeddings" if cond.embeds else "caption"
         if mode == "caption" and not self._has_tokenizers():
             raise ValueError("caption mode needs the pipeline's tokenizers: set DecoderConfig.tokenizer or a source")
@@ -308,8 +317,8 @@ class AudioLDM2Decoder(MusicDecoder):
         with torch.inference_mode(), _numpy_seed(settings.seed):
             if mode == "embeddings":
                 audios = pipe(**self._embedding_inputs(cond, settings, info), **common).audios
-                if n > 1 and caption and self._has_tokenizers():
-                    audios = pipe.score_waveforms(caption, audios, n, pipe._execution_device, pipe.text_encoder.dtype)
+                if n > 1 and ranking and self._has_tokenizers():
+                    audios = pipe.score_waveforms(ranking, audios, n, pipe._execution_device, pipe.text_encoder.dtype)
                     ranked = True
             else:
                 negative = settings.negative_prompt.strip() or None
@@ -320,7 +329,8 @@ class AudioLDM2Decoder(MusicDecoder):
                 if settings.guidance_scale > 1.0:
                     info["negative"] = "negative_prompt" if negative else "empty string"
         if n > 1 and not ranked:
-            info["ranking"] = "not ranked: ranking candidates needs a caption (and tokenizers); returned the first"
+            info["ranking"] = ("not ranked: ranking candidates needs a ranking text or caption (and tokenizers); "
+                               "returned the first")
         info["ranked"] = ranked
         wave = audios[0].float().cpu().numpy()
         generated = wave.shape[0]

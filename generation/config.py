@@ -17,6 +17,10 @@ class DecoderConfig:
     tokenizer: text tokenizer for caption mode when source is None (a dir, Hub id or 'builtin:NAME' resolved
     by checkpoints.sources.resolve_source); with a source, the checkpoint's own tokenizers are used.
     max_text_tokens: captions are cut to this many tokens for training targets (the published T5 length).
+    separator: musicgen_melody only: the Demucs model that removes drums and bass before melody chroma, as
+    MusicGen-Melody was trained ('htdemucs', a local folder, or None for the full mix; see generation.separation).
+    Random-init builds use a tiny random stand-in; without the optional demucs package the full mix is used and the
+    decoder's info says so.
     """
 
     kind: DecoderKind = "musicgen"
@@ -27,6 +31,7 @@ class DecoderConfig:
     window_seconds: float = 30.0
     overlap_seconds: float = 10.0
     max_text_tokens: int = 128
+    separator: str | None = "htdemucs"
 
     def __post_init__(self) -> None:
         check_fields(self)

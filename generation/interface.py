@@ -19,11 +19,14 @@ class Conditioning:
     embeds: stream name -> (1, N, W) float tensor on the decoder's own scale.
     masks: stream name -> (1, N) bool tensor (True = attend), for masked streams.
     caption: text for the decoder's own text encoder (caption mode, or alongside embeddings where supported).
+    ranking_text: what the music should match, for decoders that rank several candidates (AudioLDM2's CLAP scorer)
+    in any mode: the reply text or the request. Conditions nothing; without it the caption ranks, if there is one.
     """
 
     embeds: dict[str, torch.Tensor] = field(default_factory=dict)
     masks: dict[str, torch.Tensor] = field(default_factory=dict)
     caption: str | None = None
+    ranking_text: str | None = None
 
     def check(self) -> Conditioning:
         """Reject empty conditioning with a clear message."""
@@ -47,7 +50,11 @@ class EditSource:
 
 @dataclass
 class DecodedAudio:
-    """A mono float32 waveform in [-1, 1] with its sample rate, and what produced it."""
+    """A mono float32 waveform with its sample rate, and what produced it.
+
+    Nominally within [-1, 1] but never clipped: a decoder's overshoot is left for delivery levelling
+    (media.levelling), whose limiter handles it without flat-topping the waveform.
+    """
 
     waveform: np.ndarray
     sample_rate: int

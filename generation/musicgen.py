@@ -1,11 +1,15 @@
 """MusicGen and MusicGen-Melody (transformers) behind MusicDecoder: projector embeddings or a caption -> waveform.
 
-Null condition for classifier-free guidance. transformers builds it for text prompts as zeros with attention mask 0
-(MusicgenForConditionalGeneration._prepare_text_encoder_kwargs_for_generation; the melody model also zeroes the text
-states and uses a one-hot-C chroma), so caption mode is left entirely to the stock `generate`. In embedding mode the
-null half is, as the project chose, the model's own T5 encoding of the empty prompt "" (mask 1), stacked under the
-projector embeddings by this module: stock `generate` only adds its zero half when it runs the text encoder itself
-(see _generate). Note that audiocraft, which trained MusicGen, also nulls a text by masking "" to zeros.
+Null condition for classifier-free guidance: what MusicGen was trained with (audiocraft nulls a text by masking it to
+zeros) and what transformers builds for text prompts (MusicgenForConditionalGeneration.
+_prepare_text_encoder_kwargs_for_generation): zero states with attention mask 0; MusicGen-Melody's null melody is the
+one-hot chroma of silence. Caption mode leaves all of it to the stock `generate`; in embedding mode this module
+stacks that same null under the projector states (see _embedding_states), because stock `generate` only adds its
+null half when it runs the text encoder itself.
+
+Long outputs are made as audiocraft's MusicGen.generate does with extend_stride: windows of codes, each prompted with
+the last overlap_seconds of the codes generated so far (never with re-encoded audio), and the whole code sequence
+decoded once at the end, so no window edge of the codec's decoder reaches the output.
 """
 
 from __future__ import annotations
@@ -28,14 +32,16 @@ from transformers import (
     MusicgenMelodyForConditionalGeneration,
 )
 from transformers.modeling_outputs import BaseModelOutput
+from transformers.models.encodec.modeling_encodec import EncodecDecoderOutput
 
 from checkpoints.sources import resolve_source
 from generation.chroma import chroma_features, stft_params
 from generation.config import DecoderConfig, SamplingSettings
 from generation.interface import Conditioning, DecodedAudio, EditSource, MusicDecoder
+from generation.separation import MELODY_STEMS, StemSeparator, load_separator
 
 STREAM = "encoder_hidden_states"
-CROSSFADE_SECONDS = 0.01  # where a window (or a continued source) meets the next one
+CROSSFADE_SECONDS = 0.1  # a continued source fades into the codec's audio over its last 100 ms
 _CLASSES = {"musicgen": (MusicgenConfig, MusicgenForConditionalGeneration),
             "musicgen_melody": (MusicgenMelodyConfig, MusicgenMelodyForConditionalGeneration)}
 
@@ -68,20 +74,30 @@ def _quiet_special_ids() -> Iterator[None]:
 class MusicGenDecoder(MusicDecoder):
     """MusicGen / MusicGen-Melody conditioned on projector embeddings (T5 width) or a caption, with real CFG.
 
-    Outputs longer than config.window_seconds are made window by window, each prompted with the last
-    config.overlap_seconds of audio so far. EditSource 'continue' keeps the source (mono, resampled, cut to whole
-    codec frames) as the start of the output, which `duration` includes; 'melody' (musicgen_melody only) conditions
-    every window on the chroma of the source, looped as audiocraft does. Settings steps, candidates and
-    negative_prompt do not apply to MusicGen and are ignored.
+    Outputs longer than config.window_seconds are made window by window of codes, each prompted with the last
+    config.overlap_seconds of codes so far, and decoded once. EditSource 'continue' encodes the source (mono,
+    resampled, cut to whole codec frames) once as the first codes and keeps the source itself as the start of the
+    output, fading into the codec's audio over its last CROSSFADE_SECONDS; `duration` includes it. 'melody'
+    (musicgen_melody only) conditions every window on the chroma of the source's vocals and other stems
+    (config.separator; the full mix, noted in info, without one), looped as audiocraft does. Settings steps,
+    candidates and negative_prompt do not apply to MusicGen and are ignored. Mono checkpoints only: a stereo one is
+    refused when it is built.
     """
 
     def __init__(self, model: MusicgenForConditionalGeneration | MusicgenMelodyForConditionalGeneration,
-                 tokenizer: Any, config: DecoderConfig, name: str) -> None:
+                 tokenizer: Any, config: DecoderConfig, name: str, separator: StemSeparator | None = None,
+                 separator_note: str | None = None) -> None:
+        channels = model.config.decoder.audio_channels
+        if channels != 1:
+            raise ValueError(f"{name}: stereo MusicGen checkpoints (audio_channels={channels}, e.g. "
+                             "facebook/musicgen-stereo-*) are not supported; the pipeline delivers mono tracks, so use "
+                             "a mono checkpoint (musicgen-small/medium/large/melody)")
         self.model = model.eval().requires_grad_(False)  # inference only: a frozen decoder
         self.tokenizer = tokenizer
         self.config = config
         self.name = name
         self.melody = config.kind == "musicgen_melody"
+        self.separator, self.separator_note = separator, separator_note
         codec = model.config.audio_encoder
         self.hop = codec.hop_length
         self.frame_rate = codec.sampling_rate / self.hop
@@ -126,7 +142,10 @@ class MusicGenDecoder(MusicDecoder):
         load_tokenizer = tokenizer_source and (weights or Path(tokenizer_source).is_dir())
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_source) if load_tokenizer else None
         name = cfg.source if source and weights else f"{cfg.source or cfg.kind} (random init)"
-        return cls(model, tokenizer, cfg, name=name)
+        separator = note = None
+        if cfg.kind == "musicgen_melody":
+            separator, note = load_separator(cfg.separator, pretrained=bool(source and weights), device=device)
+        return cls(model, tokenizer, cfg, name=name, separator=separator, separator_note=note)
 
     @property
     def sample_rate(self) -> int:
@@ -177,9 +196,9 @@ class MusicGenDecoder(MusicDecoder):
                 if not self.melody:
                     raise ValueError("melody conditioning needs the musicgen_melody decoder; with musicgen use "
                                      "mode='continue' to extend the audio instead")
-                melody = wav
+                melody = wav if self.separator is None else self.separator.melody(wav, self.sample_rate)
             elif source.mode == "continue":
-                prompt = wav[: len(wav) // self.hop * self.hop]  # whole codec frames, so the prompt codes match it
+                prompt = wav[: len(wav) // self.hop * self.hop]  # whole codec frames, so the codes cover it exactly
                 if len(prompt) == 0 or len(prompt) >= settings.duration * self.sample_rate:
                     raise ValueError(f"continue needs a source between {self.hop / self.sample_rate:g} s and the "
                                      f"duration ({settings.duration:g} s), got {len(wav) / self.sample_rate:.3f} s")
@@ -192,16 +211,25 @@ class MusicGenDecoder(MusicDecoder):
                 text = self._embedding_states(cond, settings.guidance_scale)
             else:
                 text = self._caption(cond)
-            audio, windows = self._windows(text, mode, settings, prompt, melody)
+            codes = None if prompt is None else self._encode(prompt)
+            codes, windows = self._windows(text, mode, settings, codes, melody)
+            audio = self._decode(codes)[: round(settings.duration * self.sample_rate)]
+        if prompt is not None:
+            audio = self._fade_in_from(prompt, audio)
         info = {"decoder": self.name, "kind": self.config.kind, "mode": mode, "seed": settings.seed,
                 "guidance_scale": settings.guidance_scale, "temperature": settings.temperature,
                 "top_k": settings.top_k, "top_p": settings.top_p, "windows": windows,
                 "source_seconds": 0.0 if prompt is None else len(prompt) / self.sample_rate,
                 "melody": melody is not None}
+        if melody is not None:
+            stems = "+".join(MELODY_STEMS)
+            info["melody_from"] = f"{stems} stems ({self.separator.name})" if self.separator else "full mix"
+            if self.separator is None:
+                info["notes"] = [self.separator_note]
         if settings.guidance_scale > 1:
             info["null_condition"] = "zeros, mask 0 (as MusicGen was trained)"
-        # The codec can overshoot [-1, 1] slightly; DecodedAudio promises that range.
-        return DecodedAudio(np.clip(audio, -1.0, 1.0).astype(np.float32), self.sample_rate, info)
+        # Not clipped: the codec may overshoot full scale a little, and delivery levelling (media.levelling) limits it.
+        return DecodedAudio(audio.astype(np.float32), self.sample_rate, info)
 
     def _source_audio(self, source: EditSource) -> np.ndarray:
         wav = np.asarray(source.audio, dtype=np.float32)
@@ -261,41 +289,52 @@ class MusicGenDecoder(MusicDecoder):
         return torch.cat([feats, states * mask[..., None].to(states.dtype)], dim=1)
 
     def _windows(self, text: dict[str, torch.Tensor], mode: str, settings: SamplingSettings,
-                 prompt: np.ndarray | None, melody: np.ndarray | None) -> tuple[np.ndarray, int]:
-        """Generate window by window; each next one is prompted with the last overlap_seconds of audio so far."""
-        hop, cfg = self.hop, self.config
-        total = round(settings.duration * self.sample_rate)
-        target = math.ceil(total / hop)
+                 codes: torch.Tensor | None, melody: np.ndarray | None) -> tuple[torch.Tensor, int]:
+        """(codebooks, frames) codes covering `duration`: window by window, each prompted with the last overlap of
+        the codes so far (the source's codes first, when continuing), as audiocraft's extend_stride loop does."""
+        cfg = self.config
+        target = math.ceil(settings.duration * self.sample_rate / self.hop)
         window, overlap = int(cfg.window_seconds * self.frame_rate), int(cfg.overlap_seconds * self.frame_rate)
-        fade = round(CROSSFADE_SECONDS * self.sample_rate)
-        audio = np.zeros(0, np.float32) if prompt is None else prompt.copy()
+        if codes is None:
+            codes = torch.zeros(self.model.decoder.num_codebooks, 0, dtype=torch.long, device=self.model.device)
         windows = 0
-        while len(audio) // hop < target:
-            have = len(audio) // hop
+        while codes.shape[-1] < target:
+            have = codes.shape[-1]
             context = min(have, overlap)
             new = min(window - context, target - have)
-            chroma = None if melody is None else self._chroma(melody, (have - context) * hop)
-            wav = self._generate(text, mode, settings, audio[len(audio) - context * hop :], new, chroma)
-            head, fresh = wav[: context * hop], wav[context * hop : (context + new) * hop]
-            if context and fade:
-                # The codec re-decodes the prompt slightly differently; fade into that version so the seam is smooth.
-                f = min(fade, len(head))
-                ramp = np.linspace(0.0, 1.0, f, dtype=np.float32)
-                audio[-f:] = audio[-f:] * (1 - ramp) + head[-f:] * ramp
-            audio = np.concatenate([audio, fresh])
+            chroma = None if melody is None else self._chroma(melody, (have - context) * self.hop)
+            out = self._generate_codes(text, mode, settings, codes[:, have - context :], new, chroma)
+            codes = torch.cat([codes, out[:, context:]], dim=-1)
             windows += 1
-        return audio[:total], windows
+        return codes, windows
 
-    def _generate(self, text: dict[str, torch.Tensor], mode: str, settings: SamplingSettings, prompt: np.ndarray,
-                  new_frames: int, chroma: torch.Tensor | None) -> np.ndarray:
-        """One stock generate call -> mono audio of (prompt frames + new_frames) codec frames."""
+    def _encode(self, wav: np.ndarray) -> torch.Tensor:
+        """(codebooks, frames) codes of mono audio, as MusicGen's input_values path makes them."""
+        x = torch.from_numpy(wav).to(device=self.model.device, dtype=self.model.dtype)[None, None]
+        return self.model.audio_encoder.encode(x).audio_codes[0, 0]  # (1 chunk, 1, codebooks, frames) -> (K, T)
+
+    def _decode(self, codes: torch.Tensor) -> np.ndarray:
+        """The whole code sequence through the codec's decoder at once (no window edge inside the output)."""
+        audio = self.model.audio_encoder.decode(codes[None, None], [None]).audio_values
+        return audio[0, 0].float().cpu().numpy()
+
+    def _fade_in_from(self, source: np.ndarray, audio: np.ndarray) -> np.ndarray:
+        """The source itself up to its last CROSSFADE_SECONDS, faded there into the codec's rendering of it."""
+        fade = min(round(CROSSFADE_SECONDS * self.sample_rate), len(source))
+        out = audio.copy()
+        start = len(source) - fade
+        out[:start] = source[:start]
+        ramp = np.linspace(0.0, 1.0, fade + 2, dtype=np.float32)[1:-1]  # both ends strictly inside (0, 1)
+        out[start : len(source)] = source[start:] * (1 - ramp) + audio[start : len(source)] * ramp
+        return out
+
+    def _generate_codes(self, text: dict[str, torch.Tensor], mode: str, settings: SamplingSettings,
+                        prompt: torch.Tensor, new_frames: int, chroma: torch.Tensor | None) -> torch.Tensor:
+        """One stock generate call -> (codebooks, prompt frames + new_frames) codes, the prompt's unchanged."""
         model = self.model
         kwargs: dict[str, Any] = {}
-        if len(prompt):
-            # The prompt goes in as codes (what MusicGen's input_values path does), which MusicGen-Melody also takes.
-            wav = torch.from_numpy(prompt).to(device=model.device, dtype=model.dtype)[None, None]
-            codes = model.audio_encoder.encode(wav).audio_codes  # (1 chunk, 1, codebooks, frames)
-            kwargs["decoder_input_ids"] = codes[0].reshape(-1, codes.shape[-1])
+        if prompt.shape[-1]:
+            kwargs["decoder_input_ids"] = prompt  # (batch 1 * codebooks, frames), as MusicGen-Melody also takes
         if mode == "caption":
             kwargs.update(text)
             if chroma is not None:
@@ -312,9 +351,31 @@ class MusicGenDecoder(MusicDecoder):
             else:
                 kwargs["encoder_outputs"] = BaseModelOutput(last_hidden_state=text["states"])
                 kwargs["attention_mask"] = text["mask"]
-        out = model.generate(
-            **kwargs, do_sample=True, guidance_scale=settings.guidance_scale, temperature=settings.temperature,
-            top_k=settings.top_k, top_p=settings.top_p or 1.0,
-            max_new_tokens=new_frames + model.decoder.num_codebooks - 1,  # the codebook delay pattern eats K-1 steps
-        )
-        return out[0, 0].float().cpu().numpy()
+        with _kept_codes(model.audio_encoder) as kept:
+            model.generate(
+                **kwargs, do_sample=True, guidance_scale=settings.guidance_scale, temperature=settings.temperature,
+                top_k=settings.top_k, top_p=settings.top_p or 1.0,
+                max_new_tokens=new_frames + model.decoder.num_codebooks - 1,  # the delay pattern eats K-1 steps
+            )
+        return kept[0][0, 0]  # (1 chunk, batch 1, codebooks, frames) -> (K, T)
+
+
+@contextmanager
+def _kept_codes(codec: torch.nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Keep the codes a stock MusicGen `generate` makes instead of decoding them.
+
+    transformers' generate ends by decoding its codes and returns only the audio; windowed generation needs the
+    codes themselves (to prompt the next window and decode the whole sequence once), so the codec's decode is
+    replaced, for this instance and this call only, by one that records its input and returns an empty waveform.
+    """
+    kept: list[torch.Tensor] = []
+
+    def record(audio_codes: torch.Tensor, audio_scales: Any = None, **_: Any) -> EncodecDecoderOutput:
+        kept.append(audio_codes)
+        return EncodecDecoderOutput(audio_values=audio_codes.new_zeros((audio_codes.shape[1], 1, 0), dtype=torch.float))
+
+    codec.decode = record
+    try:
+        yield kept
+    finally:
+        del codec.decode

@@ -17,7 +17,7 @@ from mutagen.flac import FLAC
 from mutagen.id3 import COMM, TIT2, TXXX
 from mutagen.mp3 import MP3
 
-from media.edits import normalize_loudness
+from media.levelling import Levelling, LevelReport, level
 
 log = logging.getLogger(__name__)
 
@@ -110,11 +110,13 @@ def _tag_mp3(path: Path, tags: dict[str, str]) -> None:
 
 @dataclass(frozen=True)
 class WrittenAudio:
-    """What write_audio delivered: the file, and the waveform exactly as levelled into it (float, before PCM)."""
+    """What write_audio delivered: the file, the waveform exactly as levelled into it (float, before PCM), and what
+    the levelling did (LevelReport.note() is the sentence to show when the asked loudness was not reached)."""
 
     path: Path
     waveform: np.ndarray
     sample_rate: int
+    levelling: LevelReport | None = None
 
 
 def write_audio(
@@ -124,7 +126,7 @@ def write_audio(
     *,
     bit_depth: int = 16,
     loudness_lufs: float | None = -14.0,
-    peak_db: float = -1.0,
+    peak_dbtp: float = -1.0,
     metadata: Mapping[str, Any] | None = None,
 ) -> WrittenAudio:
     """Write (samples,) or (channels, samples) audio to .wav/.flac/.mp3 by extension.
@@ -132,8 +134,9 @@ def write_audio(
     Returns the path and the levelled waveform, so a caller that muxes or analyses the delivered track never
     reads its own output back from disk.
 
-    Levels are set to loudness_lufs with sample peaks limited to peak_db dBFS (headroom for MP3 decoders);
-    loudness_lufs None leaves levels alone (samples beyond full scale are clipped). bit_depth (16 or 24) applies
+    Levels go through media.levelling: loudness_lufs with a capped gain, true peaks held under peak_dbtp (headroom for
+    lossy decoders and resampling). loudness_lufs None leaves the loudness alone; only audio whose samples go beyond
+    full scale is then brought under the ceiling by the limiter (never clipped). bit_depth (16 or 24) applies
     to WAV and FLAC; MP3 is VBR at LAME's best quality. Metadata keys are stored as 'key=value' lines in the
     comment (RIFF INFO ICMT, Vorbis COMMENT, ID3 COMM), with prompt (or title) as the title.
     """
@@ -157,11 +160,11 @@ def write_audio(
             f"metadata is {len(block.encode())} bytes, over the {WAV_INFO_MAX_BYTES}-byte WAV INFO limit: "
             "write .flac or .mp3 instead"
         )
-    if loudness_lufs is not None:
-        x, _ = normalize_loudness(x, sr, loudness_lufs, peak_db)
-    elif np.abs(x).max() > 1.0:
-        log.warning("clipping %s: peak %.2f is above full scale", path.name, float(np.abs(x).max()))
-        x = np.clip(x, -1.0, 1.0)
+    report = None
+    if loudness_lufs is not None or np.abs(x).max() >= 1.0:
+        x, report = level(x, sr, Levelling(target_lufs=loudness_lufs, ceiling_dbtp=peak_dbtp))
+        if loudness_lufs is None:
+            log.warning("%s went beyond full scale: limited by %.1f dB", path.name, report.limiting_db)
 
     # Same directory, so os.replace is an atomic rename; the dot prefix hides the partial file meanwhile.
     tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.part{path.suffix}")
@@ -187,7 +190,7 @@ def write_audio(
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return WrittenAudio(path, x, sr)
+    return WrittenAudio(path, x, sr, report)
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:

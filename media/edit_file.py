@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,9 @@ def edit_file(
 ) -> WrittenAudio:
     """Apply `plan` to the track at `source` and write it to `out` (.wav/.flac/.mp3).
 
-    A stereo track stays stereo and keeps its sample rate. The plan does any loudness change the user asked for,
-    so writing never re-levels the track. The written metadata records the plan (and `metadata`'s keys).
+    A stereo track stays stereo and keeps its sample rate. The plan's loudness (if any) is the writer's levelling
+    stage, so the returned WrittenAudio reports it; without one the loudness is left alone. The written metadata
+    records the plan (and `metadata`'s keys).
 
     Raises:
         MediaError: `source` is missing, unreadable or outside `limits`.
@@ -33,6 +35,6 @@ def edit_file(
     """
     plan.validate()
     wav, rate = load_audio_native(source, limits, mono=False)
-    edited = plan.apply(wav, rate)
+    edited = replace(plan, loudness_lufs=None).apply(wav, rate)
     tags = {"edit": json.dumps(plan.__dict__), **(metadata or {})}
-    return write_audio(out, edited, rate, bit_depth=bit_depth, loudness_lufs=None, metadata=tags)
+    return write_audio(out, edited, rate, bit_depth=bit_depth, loudness_lufs=plan.loudness_lufs, metadata=tags)

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import librosa
 import numpy as np
-import pyloudnorm
-from scipy.ndimage import minimum_filter1d, uniform_filter1d
 from scipy.signal import correlate, get_window
+
+from media.levelling import Levelling, level
 
 TEMPO_RANGE = (0.25, 4.0)
 SEMITONE_RANGE = (-24.0, 24.0)
@@ -22,7 +22,6 @@ LOOP_RANGE = (1, 64)
 FADE_RANGE = (0.0, 60.0)
 GAIN_RANGE = (-60.0, 24.0)
 LUFS_RANGE = (-70.0, 0.0)
-_BLOCK_SECONDS = 0.4  # BS.1770 gating block
 
 
 def _audio(wav: np.ndarray) -> np.ndarray:
@@ -191,52 +190,6 @@ def gain(wav: np.ndarray, db: float) -> np.ndarray:
     return (_audio(wav) * np.float32(10.0 ** (db / 20.0))).astype(np.float32)
 
 
-def loudness(wav: np.ndarray, sr: int) -> float:
-    """Integrated loudness in LUFS (ITU-R BS.1770-4); -inf for silence."""
-    x = _audio(wav).astype(np.float64)
-    if not np.any(x):
-        return -math.inf
-    block = math.ceil(_BLOCK_SECONDS * sr) + 1
-    if x.shape[-1] < block:
-        # Shorter than one gating block: measure it repeated, i.e. its mean K-weighted power.
-        x = np.tile(x, [1] * (x.ndim - 1) + [math.ceil(block / x.shape[-1])])
-    with np.errstate(divide="ignore"):
-        return float(pyloudnorm.Meter(sr).integrated_loudness(x.T))
-
-
-def _limit(x: np.ndarray, sr: int, ceiling: float) -> np.ndarray:
-    """Peak limiter: 5 ms look-ahead and release, channels linked; never exceeds `ceiling`."""
-    width = 2 * max(1, round(0.005 * sr)) + 1
-    peak = np.abs(x) if x.ndim == 1 else np.abs(x).max(axis=0)
-    need = np.minimum(1.0, ceiling / np.maximum(peak, 1e-12))
-    # Every value averaged into sample n is a minimum over a window holding n, so gain[n] <= need[n].
-    smooth = uniform_filter1d(minimum_filter1d(need, width, mode="nearest"), width, mode="nearest")
-    return np.clip(x * smooth.astype(np.float32), -ceiling, ceiling)  # clip only removes float rounding
-
-
-def normalize_loudness(
-    wav: np.ndarray, sr: int, target_lufs: float = -14.0, peak_db: float = -1.0
-) -> tuple[np.ndarray, float]:
-    """Gain to `target_lufs`, limiting sample peaks to `peak_db` dBFS; returns (audio, loudness reached)."""
-    _check("target_lufs", target_lufs, LUFS_RANGE)
-    _check("peak_db", peak_db, (-60.0, 0.0))
-    x = _audio(wav)
-    current = loudness(x, sr)
-    if not math.isfinite(current):
-        return x.copy(), current
-    ceiling = 10.0 ** (peak_db / 20.0)
-    y = x
-    # Limiting lowers loudness a little, so re-gain a few times; stop when on target or no longer improving.
-    for _ in range(4):
-        y = gain(y, target_lufs - current)
-        if np.abs(y).max() > ceiling:
-            y = _limit(y, sr, ceiling)
-        previous, current = current, loudness(y, sr)
-        if abs(current - target_lufs) < 0.05 or abs(current - previous) < 0.05:
-            break
-    return y, current
-
-
 def mix(
     base: np.ndarray, base_sr: int, layer: np.ndarray, layer_sr: int, layer_db: float = 0.0, offset: float = 0.0
 ) -> np.ndarray:
@@ -339,5 +292,5 @@ class EditPlan:
         if self.gain_db != 0.0:
             x = gain(x, self.gain_db)
         if self.loudness_lufs is not None:
-            x, _ = normalize_loudness(x, sr, self.loudness_lufs)
+            x, _ = level(x, sr, Levelling(target_lufs=self.loudness_lufs))
         return x

@@ -280,7 +280,10 @@ class MuMuPipeline:
         with self._lock:
             audio = decoder.generate(cond, settings, source)
         reply.timings["decoder"] = time.perf_counter() - tick
+        reply.notes.extend(audio.info.get("notes", []))
         written = self._write_track(conv, turn, reply, audio, settings.seed, plan, prompt_text)
+        if written.levelling is not None and written.levelling.note():
+            reply.notes.append(written.levelling.note())
         reply.info = {"decoder": plan.kind, "conditioning": plan.mode, **({"caption": cond.caption}
                       if plan.mode == "caption" else {}), "decoder_info": audio.info}
         if video is not None:
@@ -314,8 +317,10 @@ class MuMuPipeline:
             with self._lock:
                 out = self.model.project(hidden[None].to(self.model.device))
             reply.timings["projector"] = time.perf_counter() - tick
+            # The reply (else the request) ranks the decoder's candidates where it makes several.
             return Conditioning(embeds={k: v.detach() for k, v in out.embeds.items()},
-                                masks={k: v.detach() for k, v in out.masks.items()})
+                                masks={k: v.detach() for k, v in out.masks.items()},
+                                ranking_text=reply.text.strip() or prompt_text.strip())
         if not plan.own and plan.kind not in conv.told_caption_mode:
             reply.notes.append(f"{plan.kind} is not the decoder this model's projector was trained for "
                                f"({self.decoders.own_kind}), so it made the music from the reply's text "

@@ -127,6 +127,28 @@ def test_negative_embeddings_match_pipeline_encoding(
     assert mask[1].tolist() == [1] * 10 + [0] * 2
 
 
+def test_empty_negative_prompt_is_the_encoded_empty_string(
+    decoder: AudioLDM2Decoder, cond: Conditioning, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As diffusers does for negative_prompt=None: the null condition is the encoding of "", not zeros."""
+    seen = {}
+    original = decoder.pipe.unet.forward
+    monkeypatch.setattr(decoder.pipe.unet, "forward",
+                        lambda sample, t, **kw: seen.setdefault("kw", kw) and original(sample, t, **kw))
+    out = decoder.generate(cond, fast(steps=1, negative_prompt=""))
+    monkeypatch.undo()
+    assert out.info["negative"] == "empty string"
+    pipe = decoder.pipe
+    with torch.inference_mode():  # diffusers' own negative branch, run with the positives it sees here
+        t5_tokens = pipe.tokenizer_2([""], padding="max_length", max_length=12, truncation=True, return_tensors="pt")
+        t5 = pipe.text_encoder_2(t5_tokens.input_ids, attention_mask=t5_tokens.attention_mask)[0]
+    kw = seen["kw"]
+    torch.testing.assert_close(kw["encoder_hidden_states_1"][0], t5[0])
+    assert kw["encoder_attention_mask_1"][0].tolist() == t5_tokens.attention_mask[0].tolist()
+    gpt2 = kw["encoder_hidden_states"][0]
+    assert gpt2.abs().sum() > 0 and not torch.equal(gpt2, kw["encoder_hidden_states"][1])  # not all-zero
+
+
 def test_guidance_is_applied_in_caption_mode(decoder: AudioLDM2Decoder) -> None:
     caption = Conditioning(caption=CAPTION)
     plain = decoder.generate(caption, fast(guidance_scale=1.0))
@@ -163,7 +185,7 @@ def clap_argmax(decoder: AudioLDM2Decoder, text: str, audio: torch.Tensor) -> in
     return int(logits.argmax())
 
 
-@pytest.mark.parametrize("mode", ["caption", "embeddings"])
+@pytest.mark.parametrize("mode", ["caption", "embeddings", "embeddings+ranking_text"])
 def test_candidates_are_ranked_by_the_pipeline_scorer(
     decoder: AudioLDM2Decoder, cond: Conditioning, monkeypatch: pytest.MonkeyPatch, mode: str
 ) -> None:
@@ -176,7 +198,8 @@ def test_candidates_are_ranked_by_the_pipeline_scorer(
         return original(text, audio, *args, **kw)
 
     monkeypatch.setattr(pipe, "score_waveforms", spy)
-    c = Conditioning(caption=CAPTION) if mode == "caption" else Conditioning(cond.embeds, cond.masks, CAPTION)
+    c = {"caption": Conditioning(caption=CAPTION), "embeddings": Conditioning(cond.embeds, cond.masks, CAPTION),
+         "embeddings+ranking_text": Conditioning(cond.embeds, cond.masks, ranking_text=CAPTION)}[mode]
     out = decoder.generate(c, fast(candidates=3, seed=3))  # seed 3: the best candidate is not the first one
     assert len(scored) == 1
     text, candidates = scored[0]
@@ -184,7 +207,7 @@ def test_candidates_are_ranked_by_the_pipeline_scorer(
     best = clap_argmax(decoder, CAPTION, candidates)
     assert best != 0
     assert np.array_equal(out.waveform, candidates[best, : len(out.waveform)].numpy())
-    assert out.info["ranked"] is True and out.info["candidates"] == 3 and out.info["mode"] == mode
+    assert out.info["ranked"] is True and out.info["candidates"] == 3 and out.info["mode"] == mode.split("+")[0]
 
 
 def test_candidates_without_caption_return_the_first(
@@ -196,7 +219,7 @@ def test_candidates_without_caption_return_the_first(
     monkeypatch.setattr(decoder.pipe, "score_waveforms", fail)
     out = decoder.generate(cond, fast(candidates=2))
     assert out.info["ranked"] is False
-    assert "needs a caption" in out.info["ranking"]
+    assert "needs a ranking text or caption" in out.info["ranking"]
 
 
 def test_source_audio_is_rejected(decoder: AudioLDM2Decoder, cond: Conditioning) -> None:

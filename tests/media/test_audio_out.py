@@ -10,7 +10,7 @@ import soundfile as sf
 
 from media import audio_out
 from media.audio_out import read_metadata, write_audio
-from media.edits import loudness
+from media.levelling import loudness
 
 SR = 44_100
 META = {"prompt": "slow lo-fi piano, no drums\nsecond line with = and \\ in it", "seed": 1234, "model": "musicgen-s"}
@@ -73,10 +73,16 @@ def test_written_loudness_and_peak(tmp_path: Path, suffix: str, target: float) -
         assert np.abs(back).max() <= 10 ** (-1 / 20) + 1e-4
 
 
-def test_levels_left_alone_but_never_wrapped(tmp_path: Path) -> None:
+def test_levels_left_alone_but_overs_limited_not_clipped(tmp_path: Path) -> None:
     wav = np.array([0.0, 0.5, 1.5, -2.0, 0.25], dtype=np.float32)
-    back, _ = sf.read(write_audio(tmp_path / "raw.wav", wav, 8000, loudness_lufs=None).path, dtype="float32")
-    assert np.allclose(back, [0.0, 0.5, 1.0, -1.0, 0.25], atol=1e-4)
+    written = write_audio(tmp_path / "raw.wav", wav, 8000, loudness_lufs=None)
+    back, _ = sf.read(written.path, dtype="float32")
+    assert np.abs(back).max() < 10 ** (-1 / 20)
+    # five samples within one look-ahead: one gain for all of them, so the shape is kept (no flat tops)
+    assert np.allclose(back, wav * (back[3] / wav[3]), atol=1e-4)
+    assert written.levelling is not None and written.levelling.limiting_db > 6.0
+    calm = music()
+    assert write_audio(tmp_path / "calm.wav", calm, SR, loudness_lufs=None).levelling is None
 
 
 def test_silence_and_no_metadata(tmp_path: Path) -> None:

@@ -13,13 +13,12 @@ from media.edits import (
     fade,
     gain,
     loop,
-    loudness,
     mix,
-    normalize_loudness,
     parse_trim,
     shift_pitch,
     trim,
 )
+from media.levelling import loudness
 
 SR = 22_050
 
@@ -124,32 +123,9 @@ def test_loop_options() -> None:
         loop(wav[:100], SR, 2)
 
 
-@pytest.mark.parametrize("target", [-14.0, -23.0])
-@pytest.mark.parametrize("kind", ["sine", "noise", "stereo"])
-def test_normalize_loudness_hits_target(target: float, kind: str) -> None:
-    wav = {"sine": tone(), "noise": noise(), "stereo": np.stack([tone(), noise()])}[kind]
-    out, reached = normalize_loudness(wav, SR, target)
-    assert abs(loudness(out, SR) - target) < 0.5
-    assert reached == pytest.approx(loudness(out, SR))
-    assert np.abs(out).max() <= 10 ** (-1 / 20)
-
-
-def test_normalize_loudness_limits_peaks() -> None:
-    spiky = tone(seconds=2.0) * 0.02
-    spiky[::2000] = 0.9  # sparse clicks: plain gain to -14 LUFS would push them far past full scale
-    out, reached = normalize_loudness(spiky, SR, -14.0, peak_db=-1.0)
-    assert np.abs(out).max() <= 10 ** (-1 / 20)
-    assert reached == pytest.approx(loudness(out, SR))
-    assert abs(reached + 14.0) < 0.5
-
-
-def test_loudness_silence_and_short_clips() -> None:
-    silent, reached = normalize_loudness(np.zeros(SR, dtype=np.float32), SR)
-    assert reached == -math.inf and not np.isnan(silent).any() and not silent.any()
+def test_short_clips_are_measured() -> None:
     short = tone(seconds=0.05)
     assert loudness(short, SR) == pytest.approx(loudness(tone(), SR), abs=0.5)
-    out, reached = normalize_loudness(short, SR, -20.0)
-    assert math.isfinite(reached) and abs(reached + 20.0) < 0.5 and len(out) == len(short)
 
 
 def test_gain() -> None:
@@ -202,8 +178,8 @@ def test_plan_order_trim_before_tempo_and_fade_after_loop() -> None:
     assert len(out) == SR  # 2 s kept, then played twice as fast (tempo first would have left 1 s to trim 1..3 from)
     looped = EditPlan(loop=3, fade_out=0.1).apply(tone(seconds=1.0), SR)
     assert looped[-1] == 0.0 and len(looped) > 2.9 * SR
-    quiet = EditPlan(gain_db=-30.0, loudness_lufs=-16.0).apply(wav, SR)
-    assert loudness(quiet, SR) == pytest.approx(-16.0, abs=0.5)  # loudness is last, so it wins over gain
+    quiet = EditPlan(gain_db=-15.0, loudness_lufs=-16.0).apply(wav, SR)
+    assert loudness(quiet, SR) == pytest.approx(-16.0, abs=0.1)  # loudness is last, so it wins over gain
     shifted = EditPlan(tempo=1.25, semitones=2).apply(wav, SR)
     assert abs(f0(shifted, 440 * 2 ** (2 / 12)) / (440 * 2 ** (2 / 12)) - 1) < 0.01
     assert len(shifted) == round(len(wav) / 1.25)

@@ -48,7 +48,7 @@ def test_edit_leaves_levels_alone_unless_asked(tmp_path, tone):
     assert main(["edit", "--input", str(tone), "--out", str(loud), "--loudness", "-14"]) == 0
     original = sf.read(tone)[0]
     assert np.abs(sf.read(plain)[0]).max() == pytest.approx(np.abs(original).max(), rel=1e-3)
-    from media.edits import loudness
+    from media.levelling import loudness
 
     assert loudness(sf.read(loud)[0].astype(np.float32), SR) == pytest.approx(-14.0, abs=0.5)
 

@@ -11,6 +11,7 @@ import pytest
 import soundfile as sf
 
 from generation.config import SamplingSettings
+from generation.musicgen import CROSSFADE_SECONDS
 from media.errors import MediaError
 from mumu.pipeline import ChatOptions, MuMuPipeline
 
@@ -71,10 +72,10 @@ def test_three_turns_remember_media_and_edit_the_generated_track(pipeline, song,
     source, _ = sf.read(second.audio)
     edited, _ = sf.read(third.audio)
     # The continuation decoder keeps the source: the edit starts with the turn-2 track (to 16-bit precision;
-    # the source is cut to whole codec frames and its last 10 ms crossfade into the continuation).
+    # the source is cut to whole codec frames and its last 100 ms crossfade into the continuation).
     assert len(edited) > len(source)
     hop = pipeline.decoder.hop
-    keep = len(source) // hop * hop - round(0.01 * pipeline.decoder.sample_rate)
+    keep = len(source) // hop * hop - round(CROSSFADE_SECONDS * pipeline.decoder.sample_rate)
     np.testing.assert_allclose(edited[:keep], source[:keep], atol=2 / 32768)
     assert pipeline.encoder_runs == {"music": 2, "image": 0, "video": 0}  # song + track-2, each once
     assert [m.role for m in conv.messages] == ["user", "assistant"] * 3
@@ -327,7 +328,7 @@ def test_caption_mode_with_the_models_own_decoder(pipeline):
     reply = pipeline.chat(conv, "bright synth", options=_options("always", conditioning="caption"))
     assert reply.sample_rate == 8000 and reply.info["conditioning"] == "caption"
     assert reply.info["decoder_info"]["mode"] == "caption" and "projector" not in reply.timings
-    assert reply.notes == []  # the user chose it: nothing to explain
+    assert not any("caption mode" in note for note in reply.notes)  # the user chose it: nothing to explain
     pipeline.config.pipeline.conditioning = "caption"  # the config's default, used when the turn says nothing
     assert pipeline.chat(conv, "more", options=_options("always")).info["conditioning"] == "caption"
 
@@ -361,3 +362,22 @@ def test_a_decoder_that_fails_to_load_leaves_the_conversation_unchanged(pipeline
     monkeypatch.setattr(module, "build_decoder", real)  # a failed build is not remembered: the next turn retries
     assert pipeline.chat(conv, "hi", options=_options("always", decoder="audioldm2")).sample_rate == 16000
 
+
+
+def test_embedding_mode_ranks_by_the_reply_and_a_short_level_is_noted(pipeline, monkeypatch):
+    from generation.interface import DecodedAudio
+
+    decoder = pipeline.decoder_for()
+    seen = []
+
+    def hiss(cond, settings, source=None):  # near-silence from the decoder: levelling must not boost it 45 dB
+        seen.append(cond)
+        noise = np.random.default_rng(0).standard_normal(decoder.sample_rate) * 10 ** (-62 / 20)
+        return DecodedAudio(noise.astype(np.float32), decoder.sample_rate)
+
+    monkeypatch.setattr(decoder, "generate", hiss)
+    conv = pipeline.new_conversation()
+    reply = pipeline.chat(conv, "quiet ambient", options=_options("always"))
+    assert reply.info["conditioning"] == "embeddings" and seen[0].embeds
+    assert seen[0].ranking_text == (reply.text.strip() or "quiet ambient")
+    assert any("instead of -14 LUFS" in note and "+20.0 dB" in note for note in reply.notes)
