@@ -23,6 +23,8 @@ CONFIG_NAME = "config.json"
 CONFIG_VERSION = 1
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 CONDITIONING_MODES = ("embeddings", "caption")
+QUANTIZE_MODES = ("8bit", "4bit")  # bitsandbytes on CUDA, for the frozen base LLM only
+DEVICE_MAPS = ("auto",)  # accelerate's placement over GPU, CPU RAM and disk
 
 
 @dataclass
@@ -39,6 +41,16 @@ class LLMConfig:
     num_audio_tokens: int = 8
     # LlamaConfig fields set on top of the source's config.json (or arch), e.g. the published model's biases.
     overrides: dict[str, Any] = field(default_factory=dict)
+    # How the frozen base weights load (the trained tensors keep their dtype): quantized by bitsandbytes, and/or
+    # placed by accelerate over the GPU, CPU RAM and disk. Machine choices, so `--quantize` / `--device-map` set them.
+    quantize: str | None = None
+    device_map: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.quantize is not None and self.quantize not in QUANTIZE_MODES:
+            raise ValueError(f"llm.quantize must be one of {', '.join(QUANTIZE_MODES)} or null, got {self.quantize!r}")
+        if self.device_map is not None and self.device_map not in DEVICE_MAPS:
+            raise ValueError(f"llm.device_map must be one of {', '.join(DEVICE_MAPS)} or null, got {self.device_map!r}")
 
 
 @dataclass
