@@ -26,6 +26,17 @@ def audio_token_ids(cfg: LLMConfig, base_vocab: int) -> list[int]:
     return list(range(base_vocab, base_vocab + cfg.num_audio_tokens))
 
 
+def check_quantize(quantize: str | None) -> None:
+    """A clear error when this machine cannot load a quantized LLM (bitsandbytes needs CUDA)."""
+    if quantize is None:
+        return
+    if not torch.cuda.is_available():
+        raise ValueError(f"--quantize {quantize} needs a CUDA GPU (bitsandbytes); this machine has none. "
+                         "On CPU, leave --quantize out")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ValueError(f"--quantize {quantize} needs bitsandbytes, which is not installed: pip install bitsandbytes")
+
+
 def placement(cfg: LLMConfig) -> dict[str, Any]:
     """from_pretrained arguments for cfg.quantize / cfg.device_map; a clear error where they cannot work.
 
@@ -38,11 +49,7 @@ def placement(cfg: LLMConfig) -> dict[str, Any]:
         raise ValueError("--quantize / --device-map apply to pretrained LLM weights; this config has no llm.source")
     if cfg.quantize is None:
         return {"device_map": cfg.device_map}
-    if not torch.cuda.is_available():
-        raise ValueError(f"--quantize {cfg.quantize} needs a CUDA GPU (bitsandbytes); this machine has none. "
-                         "On CPU, leave --quantize out")
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise ValueError(f"--quantize {cfg.quantize} needs bitsandbytes: pip install bitsandbytes")
+    check_quantize(cfg.quantize)
     if cfg.quantize == "4bit":
         quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                    bnb_4bit_compute_dtype=torch.bfloat16)
@@ -59,11 +66,11 @@ def is_placed(cfg: LLMConfig) -> bool:
 def load_base_llm(cfg: LLMConfig, dtype: torch.dtype | None = None, weights: bool = True) -> LlamaForCausalLM:
     """Build the frozen base LLM: pretrained from cfg.source (quantized / device-mapped as cfg says), or random-init
     (seeded by the caller)."""
+    placed = placement(cfg) if weights else {}  # a weightless build only counts: nothing to place
     if cfg.source is not None and weights:
         # Parameters the overrides add (e.g. biases) are absent from the source; their values come with the
         # MuMu checkpoint's trained tensors.
-        model = LlamaForCausalLM.from_pretrained(resolve_source(cfg.source), dtype=dtype, **placement(cfg),
-                                                 **cfg.overrides)
+        model = LlamaForCausalLM.from_pretrained(resolve_source(cfg.source), dtype=dtype, **placed, **cfg.overrides)
     else:
         model = LlamaForCausalLM(llama_config(cfg, from_source=weights))
         if dtype is not None:

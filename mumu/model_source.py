@@ -27,6 +27,7 @@ from mumu.checkpoint import from_pretrained as load_checkpoint
 from mumu.config import CONFIG_NAME, MuMuConfig
 from mumu.fit import DoesNotFit, Machine, check_fits, load_dtype, precision
 from mumu.info import report
+from mumu.llm import check_quantize
 from mumu.pipeline import MuMuPipeline
 from mumu.profiles import full, get_profile, missing_sources, tiny
 from mumu.upstream.hub import PUBLISHED, PUBLISHED_FILE, cache_root, converted_dir
@@ -81,6 +82,7 @@ def choose_model(
 ) -> ModelChoice:
     """Resolve --model (else $MUMU_MODEL) or --profile into a checked, local model; downloads happen here."""
     options = options or LoadOptions()
+    check_quantize(options.quantize)  # before anything is downloaded
     model = model or os.environ.get(MODEL_ENV) or None
     if model:
         return _given(model, options, machine)
