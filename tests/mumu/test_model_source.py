@@ -13,6 +13,7 @@ import torch
 from huggingface_hub import constants, set_client_factory
 from huggingface_hub.utils._http import default_client_factory
 
+from generation.config import SamplingSettings
 from mumu import model_source
 from mumu.builder import build_model
 from mumu.checkpoint import save_pretrained
@@ -23,7 +24,9 @@ from mumu.llm import check_quantize
 from mumu.model_source import MODEL_ENV, LoadOptions, choose_model, load_pipeline
 from mumu.pipeline import ChatOptions
 from mumu.profiles import tiny
+from mumu.upstream import convert as convert_module
 from mumu.upstream.hub import CACHE_ENV, converted_dir
+from tests.converted import build_tiny_published
 from tests.local_hub import LocalHub
 
 REPO = "mumu-test/tiny-trained"
@@ -178,3 +181,30 @@ def test_quantize_is_refused_for_a_random_init_llm():
     with pytest.raises(ValueError, match=r"apply to pretrained LLM weights; this config has no llm\.source"):
         build_model(config)
     build_model(config, weights=False)  # counting a quantized config needs no GPU
+
+
+@pytest.mark.slow
+def test_a_published_id_downloads_converts_once_then_serves_offline(tmp_path, monkeypatch):
+    published = "M2UGen/M2UGen-MusicGen-small"
+    local = LocalHub()  # the published checkpoint and every component under the ids the real Hub uses
+    for repo_id, files in build_tiny_published(tmp_path / "parts").hub_repos(published).items():
+        local.add(repo_id, files)
+    # The converter knows the real encoders' archs by id; the tiny stand-ins' archs come from their config.json.
+    monkeypatch.setattr(convert_module, "HUB_ARCHS", {})
+    with local.serving():
+        first = choose_model(published, machine=ROOMY)
+        assert first.how == "given" and first.checkpoint == converted_dir(published)
+        assert first.reason == f"--model {published} (downloaded from the Hugging Face Hub)"
+        assert local.downloads(published) == ["checkpoint.pth"]
+        _, online = _reply(first, tmp_path)  # components load from the Hub into the cache on first use
+        assert online.text is not None
+        fetched = len(local.requests)
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+        again = choose_model(profile="auto", machine=ROOMY)  # the converted copy is auto's local trained model
+        assert (again.how, again.name) == ("local", published)
+        pipeline = load_pipeline(again, LoadOptions(), tmp_path / "offline")
+        settings = ChatOptions(music="always", sampling=SamplingSettings(duration=0.5))
+        offline = pipeline.chat(pipeline.new_conversation(), "hi", options=settings)
+        assert offline.audio is not None and offline.sample_rate == 8000
+        assert len(local.requests) == fetched  # served from the cache alone
+    assert pipeline.decoder.name == "facebook/musicgen-small"
