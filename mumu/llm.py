@@ -50,12 +50,17 @@ def placement(cfg: LLMConfig) -> dict[str, Any]:
     if cfg.quantize is None:
         return {"device_map": cfg.device_map}
     check_quantize(cfg.quantize)
-    if cfg.quantize == "4bit":
-        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                   bnb_4bit_compute_dtype=torch.bfloat16)
-    else:
-        quant = BitsAndBytesConfig(load_in_8bit=True)
-    return {"quantization_config": quant, "device_map": cfg.device_map or {"": torch.cuda.current_device()}}
+    return {"quantization_config": quantization_config(cfg.quantize),
+            "device_map": cfg.device_map or {"": torch.cuda.current_device()}}
+
+
+def quantization_config(mode: str) -> BitsAndBytesConfig:
+    """bitsandbytes settings for --quantize: 4-bit NF4 with double quantization and bf16 compute (QLoRA's), or
+    LLM.int8()."""
+    if mode == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=torch.bfloat16)
+    return BitsAndBytesConfig(load_in_8bit=True)
 
 
 def is_placed(cfg: LLMConfig) -> bool:
