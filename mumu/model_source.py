@@ -30,9 +30,10 @@ from mumu.info import report
 from mumu.llm import check_quantize
 from mumu.pipeline import MuMuPipeline
 from mumu.profiles import full, get_profile, missing_sources, tiny
-from mumu.upstream.hub import PUBLISHED, PUBLISHED_FILE, cache_root, converted_dir
+from mumu.upstream.hub import DEFAULT_LLM, PUBLISHED, PUBLISHED_FILE, cache_root, converted_dir
 
 MODEL_ENV = "MUMU_MODEL"
+LLM_ENV = "MUMU_UPSTREAM_LLM"  # the base LLM mumu.upstream.hub converts published ids against (default Llama-2-7B)
 # The trained model `auto` downloads, per decoder kind (no published model was trained for MusicGen-Melody; the
 # MusicGen one serves it, and the demo can still pick Melody per turn in caption mode).
 DEFAULT_MODELS = {"musicgen": "M2UGen/M2UGen-MusicGen-medium", "musicgen_melody": "M2UGen/M2UGen-MusicGen-medium",
@@ -184,8 +185,8 @@ def _auto(decoder: str, options: LoadOptions, machine: Machine | None) -> ModelC
     try:
         size = _download_gb(default)
     except HUB_ERRORS as e:
-        return _tiny(decoder, f"no trained model is on this machine and the Hugging Face Hub did not answer "
-                              f"({type(e).__name__}: {e})")
+        return _tiny(decoder, f"no trained model is on this machine and {default} could not be had from the "
+                              f"Hugging Face Hub ({type(e).__name__}: {e})")
     try:
         estimate = check_fits(fitted(peek_config(default), options), options.device, machine)
     except DoesNotFit as e:
@@ -201,9 +202,14 @@ def _auto(decoder: str, options: LoadOptions, machine: Machine | None) -> ModelC
 
 
 def _download_gb(repo_id: str) -> float:
-    """Size of the files a model's checkpoint needs; asking is also how `auto` learns the Hub is reachable."""
+    """Size of the files a model's checkpoint needs; asking is also how `auto` learns the Hub is reachable. A
+    published id is converted against the gated Llama-2, so access to it is checked before gigabytes download."""
     wanted = {PUBLISHED_FILE} if repo_id in PUBLISHED else {CONFIG_NAME, WEIGHTS_NAME}
-    info = HfApi().model_info(repo_id, files_metadata=True, timeout=HUB_TIMEOUT_S)
+    api = HfApi()
+    info = api.model_info(repo_id, files_metadata=True, timeout=HUB_TIMEOUT_S)
+    llm = os.environ.get(LLM_ENV) or DEFAULT_LLM
+    if repo_id in PUBLISHED and not Path(llm).is_dir():
+        api.auth_check(llm)  # GatedRepoError without an accepted licence and a token
     found = {s.rfilename: s.size or 0 for s in info.siblings or [] if s.rfilename in wanted}
     if set(found) != wanted:
         raise OSError(f"{repo_id} on the Hub lacks {sorted(wanted - set(found))}")

@@ -25,6 +25,7 @@ class LocalHub:
     def __init__(self) -> None:
         self.repos: dict[str, dict[str, Path]] = {}
         self.requests: list[tuple[str, str]] = []
+        self.gated: set[str] = set()  # repos whose licence this client has not accepted (auth-check answers 403)
 
     def add(self, repo_id: str, files: dict[str, Path] | Path) -> None:
         """A repo from {name in repo: local file} or from every file under a directory."""
@@ -53,8 +54,12 @@ class LocalHub:
         parts = path.strip("/").split("/")
         if parts[:2] == ["api", "models"]:
             repo_id, rest = "/".join(parts[2:4]), parts[4:]
+            if repo_id in self.gated:
+                return _error(403, "GatedRepo")
             if repo_id not in self.repos:
                 return _error(404, "RepositoryNotFound")
+            if rest == ["auth-check"]:
+                return httpx2.Response(200, json={})
             if rest[:1] == ["tree"]:
                 return httpx2.Response(200, json=[{"type": "file", "path": name, "size": file.stat().st_size,
                                                    "oid": _digest(file)[:40]}

@@ -141,8 +141,21 @@ def test_unreachable_hub_runs_tiny_and_says_why():
     finally:
         set_client_factory(default_client_factory)
     assert choice.how == "tiny"
-    assert choice.reason == ("auto: no trained model is on this machine and the Hugging Face Hub did not answer "
-                             "(ConnectError: name resolution failed)")
+    assert choice.reason == (f"auto: no trained model is on this machine and {REPO} could not be had from the "
+                             "Hugging Face Hub (ConnectError: name resolution failed)")
+
+
+def test_no_access_to_the_gated_llm_is_found_out_before_downloading(monkeypatch):
+    published = "M2UGen/M2UGen-MusicGen-small"
+    monkeypatch.setattr(model_source, "DEFAULT_MODELS", dict.fromkeys(model_source.DEFAULT_MODELS, published))
+    monkeypatch.delenv(model_source.LLM_ENV, raising=False)
+    local = LocalHub()
+    local.add(published, {"checkpoint.pth": Path(__file__)})
+    local.gated.add("meta-llama/Llama-2-7b-hf")
+    with local.serving():
+        choice = choose_model(profile="auto", machine=ROOMY)
+    assert choice.how == "tiny" and "GatedRepoError" in choice.reason
+    assert local.downloads(published) == []
 
 
 def test_a_converted_copy_counts_as_local_only_with_its_components(trained, monkeypatch):
