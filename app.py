@@ -18,6 +18,8 @@ from mumu.model_source import MODEL_ENV, LoadOptions, ModelChoice, choose_model,
 from mumu.pipeline import MuMuPipeline
 from mumu.profiles import DECODER_KINDS
 
+QUANTIZE_ENV = "MUMU_QUANTIZE"  # for Spaces, which start app.py without arguments
+
 
 def build_app(
     profile: str = "auto", decoder: str = "musicgen", model: str | None = None, quantize: str | None = None,
@@ -48,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", choices=("tiny", "full", "auto"), default="auto",
                         help="auto: a trained model already here, else download the default one if it fits, else tiny")
     parser.add_argument("--decoder", choices=DECODER_KINDS, default="musicgen")
-    parser.add_argument("--quantize", choices=QUANTIZE_MODES, help="load the frozen LLM quantized (CUDA, bitsandbytes)")
+    parser.add_argument("--quantize", choices=QUANTIZE_MODES, default=os.environ.get(QUANTIZE_ENV) or None,
+                        help=f"load the frozen LLM quantized (CUDA, bitsandbytes; default ${QUANTIZE_ENV})")
     parser.add_argument("--device-map", choices=DEVICE_MAPS, help="spread the LLM over GPU, CPU RAM and disk")
     # Spaces (and other hosts) set these variables; locally the demo stays on the loopback interface.
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))

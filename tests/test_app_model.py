@@ -31,3 +31,11 @@ def test_app_serves_a_converted_published_model(converted):
 def test_app_refuses_a_model_it_cannot_find_in_one_line(tmp_path, capsys):
     assert main(["--model", str(tmp_path / "nowhere")]) == 2
     assert capsys.readouterr().err == f"error: no checkpoint directory {tmp_path / 'nowhere'}\n"
+
+
+def test_a_space_asks_for_4bit_through_the_environment(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MUMU_QUANTIZE", "4bit")
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert main(["--model", str(tmp_path)]) == 2  # refused before the model is even looked at
+    assert capsys.readouterr().err == ("error: --quantize 4bit needs a CUDA GPU (bitsandbytes); this machine has "
+                                       "none. On CPU, leave --quantize out\n")
