@@ -13,7 +13,7 @@ import os
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx2
 from huggingface_hub import HfApi, hf_hub_download, is_offline_mode, try_to_load_from_cache
@@ -22,12 +22,12 @@ from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from generation.factory import build_decoder
 from generation.musicgen import MUSICGEN_PRESETS
 from mumu.builder import build_model
-from mumu.checkpoint import WEIGHTS_NAME, resolve_checkpoint
+from mumu.checkpoint import WEIGHTS_NAME, is_hub_id, resolve_checkpoint
 from mumu.checkpoint import from_pretrained as load_checkpoint
 from mumu.config import CONFIG_NAME, MuMuConfig
 from mumu.fit import DoesNotFit, Machine, check_fits, load_dtype, precision
 from mumu.info import report
-from mumu.llm import check_quantize
+from mumu.llm import check_quantize, is_placed
 from mumu.pipeline import MuMuPipeline
 from mumu.profiles import full, get_profile, missing_sources, tiny
 from mumu.upstream.hub import DEFAULT_LLM, PUBLISHED, PUBLISHED_FILE, cache_root, converted_dir
@@ -38,6 +38,7 @@ LLM_ENV = "MUMU_UPSTREAM_LLM"  # the base LLM mumu.upstream.hub converts publish
 # MusicGen one serves it, and the demo can still pick Melody per turn in caption mode).
 DEFAULT_MODELS = {"musicgen": "M2UGen/M2UGen-MusicGen-medium", "musicgen_melody": "M2UGen/M2UGen-MusicGen-medium",
                   "audioldm2": "M2UGen/M2UGen-AudioLDM2"}
+How = Literal["given", "profile", "local", "downloaded", "tiny"]
 HUB_TIMEOUT_S = 10.0
 HUB_ERRORS = (HfHubHTTPError, HFValidationError, httpx2.HTTPError, OSError)
 TINY_NOTE = "its weights are random, so answers are gibberish and music is noise"
@@ -60,7 +61,7 @@ class ModelChoice:
     config: MuMuConfig
     checkpoint: Path | None
     name: str
-    how: str
+    how: How
     reason: str
     estimate: dict[str, Any]
 
@@ -105,7 +106,7 @@ def peek_config(model: str) -> MuMuConfig:
     for a published id not converted yet, the full profile it was trained on (for sizes; conversion writes the
     exact one)."""
     path = Path(model)
-    if path.exists() or not _hub_like(model):
+    if path.exists() or not is_hub_id(model):
         return MuMuConfig.load(resolve_checkpoint(model))  # raises for files and missing directories
     if model in PUBLISHED:
         done = _converted(model)
@@ -123,10 +124,6 @@ def published_profile(repo_id: str) -> MuMuConfig:
         return full(decoder="audioldm2")
     size = next(name for name, preset in MUSICGEN_PRESETS.items() if preset == source)
     return full(decoder="musicgen", musicgen_size=size)
-
-
-def _hub_like(text: str) -> bool:
-    return not Path(text).is_absolute() and not text.startswith((".", "~")) and text.count("/") <= 1
 
 
 def _converted(repo_id: str) -> Path | None:
@@ -223,16 +220,16 @@ def _tiny(decoder: str, reason: str) -> ModelChoice:
 
 def load_pipeline(choice: ModelChoice, options: LoadOptions, out_dir: str | Path) -> MuMuPipeline:
     """The chat pipeline for a choice: weights in the device's precision, the LLM loaded as options say."""
-    device = options.device
-    plain = precision(device) == "fp32" and options.quantize is None and options.device_map is None
-    if plain and choice.checkpoint is None:
-        return MuMuPipeline.from_profile(choice.config.profile, decoder=choice.config.decoder.kind, device=device,
-                                         out_dir=out_dir)
-    if plain and choice.config == MuMuConfig.load(choice.checkpoint):
+    device, config = options.device, choice.config
+    placed = is_placed(config.llm)
+    if choice.checkpoint is None and config.profile == "tiny" and not placed:  # fp32 anywhere: small, seeded
+        return MuMuPipeline.from_profile("tiny", decoder=config.decoder.kind, device=device, out_dir=out_dir)
+    plain = precision(device) == "fp32" and not placed
+    if plain and choice.checkpoint is not None and config == MuMuConfig.load(choice.checkpoint):
         return MuMuPipeline.from_pretrained(choice.checkpoint, device=device, out_dir=out_dir)
     dtype = load_dtype(device)
     if choice.checkpoint is None:
-        model = build_model(choice.config, device=device, dtype=dtype)
+        model = build_model(config, device=device, dtype=dtype)
     else:
-        model = load_checkpoint(choice.checkpoint, device=device, dtype=dtype, config=choice.config)
-    return MuMuPipeline(model, build_decoder(choice.config.decoder, device=device, dtype=dtype), out_dir)
+        model = load_checkpoint(choice.checkpoint, device=device, dtype=dtype, config=config)
+    return MuMuPipeline(model, build_decoder(config.decoder, device=device, dtype=dtype), out_dir)

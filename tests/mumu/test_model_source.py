@@ -12,6 +12,7 @@ import pytest
 import torch
 from huggingface_hub import constants, set_client_factory
 from huggingface_hub.utils._http import default_client_factory
+from safetensors.torch import load_file
 
 from generation.config import SamplingSettings
 from mumu import model_source
@@ -221,3 +222,20 @@ def test_a_published_id_downloads_converts_once_then_serves_offline(tmp_path, mo
         assert offline.audio is not None and offline.sample_rate == 8000
         assert len(local.requests) == fetched  # served from the cache alone
     assert pipeline.decoder.name == "facebook/musicgen-small"
+
+
+def test_a_gpu_loads_the_weights_in_bf16(trained, tmp_path, monkeypatch):
+    # What load_pipeline does on CUDA, run on the CPU: frozen weights in bf16, the trained tensors as trained.
+    monkeypatch.setattr(model_source, "precision", lambda device: "bf16")
+    monkeypatch.setattr(model_source, "load_dtype", lambda device: torch.bfloat16)
+    choice = choose_model(str(trained), machine=ROOMY)
+    pipeline, reply = _reply(choice, tmp_path)
+    assert {p.dtype for p in pipeline.model.parameters() if not p.requires_grad} == {torch.bfloat16}
+    assert {p.dtype for m in pipeline.decoder.components.values() for p in m.parameters()} == {torch.bfloat16}
+    saved = load_file(str(trained / "model.safetensors"))
+    loaded = pipeline.model.trained_state_dict()
+    # LoRA, adapters, gates, prefixes, projector and [AUD] rows stay fp32; the LLM's trained norms are its own bf16.
+    llm_norms = {k for k in loaded if k.startswith("llm.") and "norm" in k}
+    assert {k for k, v in loaded.items() if v.dtype != torch.float32} == llm_norms
+    assert all(torch.equal(v, saved[k].to(v.dtype)) for k, v in loaded.items())
+    assert reply.text is not None
