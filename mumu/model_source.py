@@ -134,6 +134,7 @@ def _converted(repo_id: str) -> Path | None:
 
 def _given(model: str, options: LoadOptions, machine: Machine | None) -> ModelChoice:
     estimate = check_fits(fitted(peek_config(model), options), options.device, machine)  # before any download
+    _check_llm_access(model)
     was_local = _local_checkpoint(model) is not None
     directory = resolve_checkpoint(model)  # downloads (and converts a published id) when not local yet
     how = "a MuMu checkpoint directory" if Path(model).is_dir() else (
@@ -202,15 +203,28 @@ def _download_gb(repo_id: str) -> float:
     """Size of the files a model's checkpoint needs; asking is also how `auto` learns the Hub is reachable. A
     published id is converted against the gated Llama-2, so access to it is checked before gigabytes download."""
     wanted = {PUBLISHED_FILE} if repo_id in PUBLISHED else {CONFIG_NAME, WEIGHTS_NAME}
-    api = HfApi()
-    info = api.model_info(repo_id, files_metadata=True, timeout=HUB_TIMEOUT_S)
-    llm = os.environ.get(LLM_ENV) or DEFAULT_LLM
-    if repo_id in PUBLISHED and not Path(llm).is_dir():
-        api.auth_check(llm)  # GatedRepoError without an accepted licence and a token
+    info = HfApi().model_info(repo_id, files_metadata=True, timeout=HUB_TIMEOUT_S)
+    _check_llm_access(repo_id)
     found = {s.rfilename: s.size or 0 for s in info.siblings or [] if s.rfilename in wanted}
     if set(found) != wanted:
         raise OSError(f"{repo_id} on the Hub lacks {sorted(wanted - set(found))}")
     return sum(found.values()) / 1e9
+
+
+def _check_llm_access(repo_id: str) -> None:
+    """Converting a published id needs the base LLM (the gated Llama-2 unless $MUMU_UPSTREAM_LLM says otherwise):
+    found out before the checkpoint's gigabytes download, not after."""
+    llm = os.environ.get(LLM_ENV) or DEFAULT_LLM
+    if repo_id not in PUBLISHED or _converted(repo_id) or Path(llm).is_dir():
+        return
+    if isinstance(try_to_load_from_cache(llm, CONFIG_NAME), str):
+        return
+    try:
+        HfApi().auth_check(llm)
+    except HUB_ERRORS as e:
+        raise OSError(f"converting {repo_id} needs the base LLM {llm}, which cannot be downloaded here "
+                      f"({type(e).__name__}): accept its licence on the Hub and log in (hf auth login, or HF_TOKEN), "
+                      f"or set ${LLM_ENV} to a local copy") from e
 
 
 def _tiny(decoder: str, reason: str) -> ModelChoice:

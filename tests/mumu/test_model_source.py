@@ -155,7 +155,12 @@ def test_no_access_to_the_gated_llm_is_found_out_before_downloading(monkeypatch)
     local.gated.add("meta-llama/Llama-2-7b-hf")
     with local.serving():
         choice = choose_model(profile="auto", machine=ROOMY)
-    assert choice.how == "tiny" and "GatedRepoError" in choice.reason
+        with pytest.raises(OSError, match=r"converting M2UGen/M2UGen-MusicGen-small needs the base LLM meta-llama/"
+                                          r"Llama-2-7b-hf, which cannot be downloaded here \(GatedRepoError\)"):
+            choose_model(published, machine=ROOMY)
+    assert choice.how == "tiny"
+    assert choice.reason.startswith(f"auto: no trained model is on this machine and {published} could not be had "
+                                    "from the Hugging Face Hub (OSError: converting")
     assert local.downloads(published) == []
 
 
