@@ -246,4 +246,8 @@ def load_pipeline(choice: ModelChoice, options: LoadOptions, out_dir: str | Path
         model = build_model(config, device=device, dtype=dtype)
     else:
         model = load_checkpoint(choice.checkpoint, device=device, dtype=dtype, config=config)
+    offloaded = [name for name, tensor in model.trained_state_dict().items() if tensor.is_meta]
+    if offloaded:  # accelerate leaves offloaded layers on "meta": their LoRA would hold no values
+        raise ValueError(f"--device-map auto offloaded layers whose trained tensors cannot load ({offloaded[:3]}...); "
+                         "use --quantize 4bit (or 8bit) so the LLM fits on the GPU")
     return MuMuPipeline(model, build_decoder(config.decoder, device=device, dtype=dtype), out_dir)

@@ -244,3 +244,20 @@ def test_a_gpu_loads_the_weights_in_bf16(trained, tmp_path, monkeypatch):
     assert {k for k, v in loaded.items() if v.dtype != torch.float32} == llm_norms
     assert all(torch.equal(v, saved[k].to(v.dtype)) for k, v in loaded.items())
     assert reply.text is not None
+
+
+def test_trained_tensors_left_on_meta_by_offloading_are_refused(trained, tmp_path, monkeypatch):
+    monkeypatch.setattr(model_source, "precision", lambda device: "bf16")
+    monkeypatch.setattr(model_source, "load_dtype", lambda device: torch.bfloat16)
+    real = model_source.load_checkpoint
+
+    def offloading(*args, **kwargs):  # what accelerate's disk offload leaves in a layer's place: meta tensors
+        model = real(*args, **kwargs)
+        lora = model.decoder_layers[0].self_attn.q_proj.lora_A["default"]
+        lora.weight = torch.nn.Parameter(torch.empty_like(lora.weight, device="meta"))
+        return model
+
+    monkeypatch.setattr(model_source, "load_checkpoint", offloading)
+    with pytest.raises(ValueError, match=r"--device-map auto offloaded layers whose trained tensors cannot load "
+                                         r"\(\['llm\.base_model\.model\.model\.layers\.0\.self_attn\.q_proj\.lora_A"):
+        load_pipeline(choose_model(str(trained), machine=ROOMY), LoadOptions(), tmp_path)
