@@ -12,7 +12,7 @@ import torch
 from adapters.mert import MusicEncoder
 from adapters.vision import ImageEncoder, VideoEncoder
 from mumu.config import MuMuConfig
-from mumu.llm import add_audio_rows, attach_lora, audio_token_ids, load_base_llm
+from mumu.llm import add_audio_rows, attach_lora, audio_token_ids, is_placed, load_base_llm
 from mumu.modeling import MuMuModel
 from mumu.tokens import SpecialIds, load_tokenizer, special_ids
 
@@ -115,5 +115,16 @@ def build_model(
             model = MuMuModel(config, ids, music, image, video, llm, tokenizer=tokenizer)
     model.set_trainable()
     if weights:
-        model.to(device)
+        _place(model, device)
     return model.eval()
+
+
+def _place(model: MuMuModel, device: str | torch.device) -> None:
+    """Move the model to device; a quantized / device-mapped LLM stays where loading put it (bitsandbytes and
+    accelerate's offload hooks do not survive a move), and everything else goes to device."""
+    if not is_placed(model.config.llm):
+        model.to(device)
+        return
+    for name, child in model.named_children():
+        if name != "llm":
+            child.to(device)

@@ -26,6 +26,11 @@ def save_pretrained(model: MuMuModel, directory: str | Path) -> Path:
     return directory
 
 
+def is_hub_id(text: str) -> bool:
+    """Whether text (not an existing path) can name a Hub repo rather than a missing local directory."""
+    return not Path(text).is_absolute() and not text.startswith((".", "~")) and text.count("/") <= 1
+
+
 def resolve_checkpoint(path_or_id: str | Path) -> Path:
     """A local directory as is; otherwise a Hub repo id fetched (config and weights only)."""
     path = Path(path_or_id)
@@ -34,7 +39,7 @@ def resolve_checkpoint(path_or_id: str | Path) -> Path:
     if path.exists():
         raise NotADirectoryError(f"{path} is a file; a MuMu checkpoint is a directory with {CONFIG_NAME}")
     text = str(path_or_id)
-    if path.is_absolute() or text.startswith((".", "~")) or text.count("/") > 1:
+    if not is_hub_id(text):
         raise FileNotFoundError(f"no checkpoint directory {text}")
     from mumu.upstream.hub import PUBLISHED, converted_checkpoint  # the converter is only needed for these ids
 

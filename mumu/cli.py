@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
+
+import torch
 
 from generation.config import SamplingSettings
 from generation.registry import DECODER_KINDS
@@ -13,12 +16,15 @@ from media.audio_out import FORMATS
 from media.edit_file import edit_file
 from media.edits import EditPlan, parse_trim
 from media.errors import MediaError
-from mumu.config import CONDITIONING_MODES
+from mumu.config import CONDITIONING_MODES, DEVICE_MAPS, QUANTIZE_MODES
 from mumu.decoding import MUSIC_MODES
 from mumu.info import format_report, report
+from mumu.model_source import MODEL_ENV, LoadOptions, choose_model, fitted, load_pipeline, peek_config
+from mumu.pipeline import ChatOptions
 from mumu.profiles import PROFILES, get_profile
 from mumu.training import run as training
 
+MODEL_HELP = "MuMu checkpoint directory, its Hub id, or a published M2UGen id"
 EDIT_ORDER = "trim -> tempo -> pitch -> loop -> fades -> gain -> loudness"
 
 
@@ -28,11 +34,16 @@ def _parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="component tree, parameter counts and memory estimates")
     info.add_argument("--profile", choices=sorted(PROFILES), default="tiny")
     info.add_argument("--decoder", choices=DECODER_KINDS, default="musicgen")
+    info.add_argument("--model", help=MODEL_HELP + " (only its config.json is read)")
+    info.add_argument("--quantize", choices=QUANTIZE_MODES, help="show memory with the frozen LLM quantized")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     chat = commands.add_parser("chat", help="one chat turn with optional media; music on demand")
-    source = chat.add_mutually_exclusive_group()
-    source.add_argument("--profile", choices=sorted(PROFILES), default="tiny")
-    source.add_argument("--checkpoint", help="MuMu checkpoint directory or Hub id")
+    chat.add_argument("--profile", choices=(*sorted(PROFILES), "auto"), default="tiny",
+                      help="auto: a trained model already here, else the default one downloaded if it fits, else tiny")
+    chat.add_argument("--model", "--checkpoint", dest="model", default=os.environ.get(MODEL_ENV) or None,
+                      help=f"{MODEL_HELP} (default ${MODEL_ENV}); overrides --profile")
+    chat.add_argument("--quantize", choices=QUANTIZE_MODES, help="load the frozen LLM quantized (CUDA, bitsandbytes)")
+    chat.add_argument("--device-map", choices=DEVICE_MAPS, help="spread the LLM over GPU, CPU RAM and disk")
     chat.add_argument("--decoder", choices=DECODER_KINDS, default="musicgen")
     chat.add_argument("--text", required=True)
     chat.add_argument("--audio", type=Path)
@@ -92,15 +103,17 @@ def _edit(args: argparse.Namespace) -> dict:
             "seconds": round(edited.shape[-1] / rate, 3)}
 
 
-def _chat(args: argparse.Namespace) -> dict:
-    # Imported here: building a pipeline pulls in every model library, which info and edit do not need.
-    from mumu.pipeline import ChatOptions, MuMuPipeline
+def _info(args: argparse.Namespace) -> dict:
+    config = peek_config(args.model) if args.model else get_profile(args.profile, decoder=args.decoder)
+    return report(fitted(config, LoadOptions(quantize=args.quantize)))
 
+
+def _chat(args: argparse.Namespace) -> dict:
+    options = LoadOptions("cuda" if torch.cuda.is_available() else "cpu", args.quantize, args.device_map)
+    choice = choose_model(args.model, args.profile, args.decoder, options)
+    print(choice.describe(), file=sys.stderr, flush=True)
     print("loading model...", file=sys.stderr, flush=True)
-    if args.checkpoint:
-        pipeline = MuMuPipeline.from_pretrained(args.checkpoint, out_dir=args.out_dir)
-    else:
-        pipeline = MuMuPipeline.from_profile(args.profile, decoder=args.decoder, out_dir=args.out_dir)
+    pipeline = load_pipeline(choice, options, args.out_dir)
     sampling = SamplingSettings(duration=10.0 if args.duration is None else args.duration, seed=args.seed)
     options = ChatOptions(music=args.music, fit_video=args.duration is None, max_new_tokens=args.max_new_tokens,
                           temperature=args.temperature, top_p=args.top_p, sampling=sampling)
@@ -108,7 +121,7 @@ def _chat(args: argparse.Namespace) -> dict:
     print("thinking...", file=sys.stderr, flush=True)
     reply = pipeline.chat(conv, args.text, audio=args.audio, image=args.image, video=args.video, options=options)
     return {"text": reply.text, "audio": reply.audio, "sample_rate": reply.sample_rate,
-            "timings": {k: round(v, 4) for k, v in reply.timings.items()}}
+            "timings": {k: round(v, 4) for k, v in reply.timings.items()}, "model": choice.to_dict()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "info":
-            data = report(get_profile(args.profile, decoder=args.decoder))
+            data = _info(args)
             print(json.dumps(data, indent=2) if args.json else format_report(data))
         elif args.command == "convert-upstream":
             from mumu.upstream.convert import convert

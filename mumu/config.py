@@ -39,6 +39,10 @@ StopRule = Literal["eos", "m2ugen"]
 ConditioningMode = Literal["embeddings", "caption"]
 MODALITIES = options(Modality)
 CONDITIONING_MODES = options(ConditioningMode)
+QuantizeMode = Literal["8bit", "4bit"]  # bitsandbytes on CUDA, for the frozen base LLM only
+DeviceMap = Literal["auto"]  # accelerate's placement over GPU, CPU RAM and disk
+QUANTIZE_MODES = options(QuantizeMode)
+DEVICE_MAPS = options(DeviceMap)
 
 
 @dataclass
@@ -55,6 +59,13 @@ class LLMConfig:
     num_audio_tokens: int = 8
     # LlamaConfig fields set on top of the source's config.json (or arch), e.g. the published model's biases.
     overrides: dict[str, Any] = field(default_factory=dict)
+    # How the frozen base weights load (the trained tensors keep their dtype): quantized by bitsandbytes, and/or
+    # placed by accelerate over the GPU, CPU RAM and disk. Machine choices, so `--quantize` / `--device-map` set them.
+    quantize: QuantizeMode | None = None
+    device_map: DeviceMap | None = None
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass

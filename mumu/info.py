@@ -14,7 +14,11 @@ from mumu.config import MuMuConfig
 from mumu.modeling import MuMuModel
 
 BYTES_PER_PARAM = {"fp32": 4.0, "bf16": 2.0, "int8": 1.0, "int4": 0.5}
+QUANTIZED_BYTES = {"8bit": "int8", "4bit": "int4"}  # --quantize -> bytes per quantized weight
 GIB = 2**30
+# Not computed from the config: the CUDA context and allocator slack, plus the encoders' and the decoder's
+# transient activations (small next to the LLM's KV cache at these sizes). Stated as an allowance in the report.
+RUNTIME_ALLOWANCE_GIB = 1.0
 
 
 def _count(params: Iterable[nn.Parameter]) -> dict[str, Any]:
@@ -71,9 +75,43 @@ def model_report(model: MuMuModel, decoder: MusicDecoder | None = None) -> dict[
     }
 
 
-def report(config: MuMuConfig) -> dict[str, Any]:
-    """Build the config's model and music decoder on the meta device and report them."""
-    return model_report(build_model(config, weights=False), build_decoder(config.decoder, device="meta", weights=False))
+def report(config: MuMuConfig, precision: str = "bf16") -> dict[str, Any]:
+    """Build the config's model and music decoder on the meta device and report them, with the memory estimate
+    for loading in `precision` (fp32 or bf16; the base LLM as config.llm.quantize says)."""
+    model = build_model(config, weights=False)
+    decoder = build_decoder(config.decoder, device="meta", weights=False)
+    return {**model_report(model, decoder), "estimate": memory_estimate(model, decoder, precision)}
+
+
+def _quantizable(model: MuMuModel) -> list[nn.Parameter]:
+    """The base LLM's decoder-layer Linear weights: what bitsandbytes quantizes (not embeddings, LM head, norms)."""
+    return [module.weight for name, module in model.decoder_layers.named_modules()
+            if isinstance(module, nn.Linear) and "lora_" not in name]
+
+
+def memory_estimate(model: MuMuModel, decoder: MusicDecoder, precision: str = "bf16") -> dict[str, Any]:
+    """Memory to serve one request: every weight in `precision` (quantized base-LLM Linears at int8/int4), the
+    LLM's KV cache and prefill transients at the full context, and a fixed runtime allowance."""
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
+    cfg = model.config
+    size = BYTES_PER_PARAM[precision]
+    every = [*model.parameters(), *(p for m in decoder.components.values() for p in m.parameters())]
+    weights = sum(p.numel() for p in every) * size
+    quantize = cfg.llm.quantize
+    if quantize is not None:
+        quantized = sum(p.numel() for p in _quantizable(model))
+        weights -= quantized * (size - BYTES_PER_PARAM[QUANTIZED_BYTES[quantize]])
+    llm = model.llm.get_base_model().config
+    context = cfg.pipeline.max_context_tokens
+    head_dim = llm.hidden_size // llm.num_attention_heads
+    kv_cache = 2 * llm.num_hidden_layers * llm.num_key_value_heads * head_dim * context * size
+    # Prefill over the whole context: fp32 logits for every position, and one layer's MLP (gate, up, product).
+    prefill = context * llm.vocab_size * 4 + 3 * context * llm.intermediate_size * size
+    gib = {"weights": weights / GIB, "kv_cache": kv_cache / GIB, "prefill": prefill / GIB,
+           "allowance": RUNTIME_ALLOWANCE_GIB}
+    return {"precision": precision, "quantize": quantize, "context_tokens": context,
+            **{k: round(v, 3) for k, v in gib.items()}, "total_gib": round(sum(gib.values()), 3)}
 
 
 def format_report(data: dict[str, Any]) -> str:
@@ -93,4 +131,9 @@ def format_report(data: dict[str, Any]) -> str:
     walk(data["components"], "")
     walk({"total": data["total"]}, "")
     lines.append(data["note"])
+    est = data["estimate"]
+    weights = f"weights {est['weights']:.2f} ({est['precision']}" + (f", LLM {est['quantize']})" if est["quantize"]
+                                                                       else ")")
+    lines.append(f"to serve: {weights} + KV cache {est['kv_cache']:.2f} + prefill {est['prefill']:.2f} "
+                 f"({est['context_tokens']} tokens) + allowance {est['allowance']:.2f} = {est['total_gib']:.2f} GiB")
     return "\n".join(lines)

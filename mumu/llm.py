@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
+from typing import Any
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import BitsAndBytesConfig, LlamaConfig, LlamaForCausalLM
 
 from checkpoints.sources import resolve_source
 from mumu.config import LLMConfig
@@ -24,12 +26,56 @@ def audio_token_ids(cfg: LLMConfig, base_vocab: int) -> list[int]:
     return list(range(base_vocab, base_vocab + cfg.num_audio_tokens))
 
 
+def check_quantize(quantize: str | None) -> None:
+    """A clear error when this machine cannot load a quantized LLM (bitsandbytes needs CUDA)."""
+    if quantize is None:
+        return
+    if not torch.cuda.is_available():
+        raise ValueError(f"--quantize {quantize} needs a CUDA GPU (bitsandbytes); this machine has none. "
+                         "On CPU, leave --quantize out")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ValueError(f"--quantize {quantize} needs bitsandbytes, which is not installed: pip install bitsandbytes")
+
+
+def placement(cfg: LLMConfig) -> dict[str, Any]:
+    """from_pretrained arguments for cfg.quantize / cfg.device_map; a clear error where they cannot work.
+
+    Quantized weights live on the GPU (bitsandbytes), so a quantized LLM without a device map goes whole onto the
+    current CUDA device. The [AUD] rows and LM head stay unquantized (transformers skips lm_head by default).
+    """
+    if cfg.quantize is None and cfg.device_map is None:
+        return {}
+    if cfg.source is None:
+        raise ValueError("--quantize / --device-map apply to pretrained LLM weights; this config has no llm.source")
+    if cfg.quantize is None:
+        return {"device_map": cfg.device_map}
+    check_quantize(cfg.quantize)
+    return {"quantization_config": quantization_config(cfg.quantize),
+            "device_map": cfg.device_map or {"": torch.cuda.current_device()}}
+
+
+def quantization_config(mode: str) -> BitsAndBytesConfig:
+    """bitsandbytes settings for --quantize: 4-bit NF4 with double quantization and bf16 compute (QLoRA's), or
+    LLM.int8()."""
+    if mode == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=torch.bfloat16)
+    return BitsAndBytesConfig(load_in_8bit=True)
+
+
+def is_placed(cfg: LLMConfig) -> bool:
+    """Whether the base LLM is placed at load time (quantized or device-mapped), so it must not be moved after."""
+    return cfg.quantize is not None or cfg.device_map is not None
+
+
 def load_base_llm(cfg: LLMConfig, dtype: torch.dtype | None = None, weights: bool = True) -> LlamaForCausalLM:
-    """Build the frozen base LLM: pretrained from cfg.source, or random-init (seeded by the caller)."""
+    """Build the frozen base LLM: pretrained from cfg.source (quantized / device-mapped as cfg says), or random-init
+    (seeded by the caller)."""
+    placed = placement(cfg) if weights else {}  # a weightless build only counts: nothing to place
     if cfg.source is not None and weights:
         # Parameters the overrides add (e.g. biases) are absent from the source; their values come with the
         # MuMu checkpoint's trained tensors.
-        model = LlamaForCausalLM.from_pretrained(resolve_source(cfg.source), dtype=dtype, **cfg.overrides)
+        model = LlamaForCausalLM.from_pretrained(resolve_source(cfg.source), dtype=dtype, **placed, **cfg.overrides)
     else:
         model = LlamaForCausalLM(llama_config(cfg, from_source=weights))
         if dtype is not None:

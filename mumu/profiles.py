@@ -174,15 +174,3 @@ def missing_sources(config: MuMuConfig) -> list[str]:
             missing.append(f"{name} ({source})")
     return missing
 
-
-def resolve_profile(name: str, decoder: str = "musicgen") -> tuple[MuMuConfig, str | None]:
-    """A config for tiny/full/auto; auto falls back to tiny with a reason when full weights are not local."""
-    if name != "auto":
-        return get_profile(name, decoder=decoder), None
-    config = full(decoder=decoder)
-    missing = missing_sources(config)
-    if not missing:
-        return config, None
-    reason = (f"full-profile weights not found locally ({', '.join(missing)}); running the tiny profile, "
-              "whose random weights give gibberish text and noise music")
-    return tiny(decoder=decoder), reason

@@ -1,4 +1,4 @@
-"""Start the real app (tiny profile) on a free loopback port for tests that talk to it over HTTP."""
+"""Start the real app (tiny profile, or a given model) on a free loopback port for tests that talk to it over HTTP."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_app(profile: str = "tiny") -> Iterator[tuple[str, MuMuPipeline]]:
+def running_app(profile: str = "tiny", model: str | None = None) -> Iterator[tuple[str, MuMuPipeline]]:
     """The app as app.py serves it, on 127.0.0.1; yields its URL and pipeline, closes it afterwards."""
-    demo, pipeline = build_app(profile)
+    demo, pipeline, _ = build_app(profile, model=model)
     port = free_port()
     serve(demo, "127.0.0.1", port, block=False)
     try:

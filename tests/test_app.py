@@ -10,14 +10,23 @@ import pytest
 import soundfile as sf
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from huggingface_hub import constants
 
+from mumu.model_source import MODEL_ENV
+from mumu.upstream.hub import CACHE_ENV
 from tests.serving import running_app
 
 
 @pytest.fixture(scope="module")
-def server():
-    with running_app("auto") as running:
-        yield running
+def server(tmp_path_factory):
+    # `auto` with no trained model here and the Hub off: the tiny profile (tests/mumu/test_model_source.py covers
+    # auto's other decisions).
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(constants, "HF_HUB_OFFLINE", True)
+        patch.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("converted")))
+        patch.delenv(MODEL_ENV, raising=False)
+        with running_app("auto") as running:
+            yield running
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.converted import convert_tiny_published
 from tests.serving import running_app
 
 CHROMIUM = shutil.which("chromium")
@@ -20,9 +21,11 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update"]
 
 
-@pytest.fixture(scope="module")
-def url():
-    with running_app("tiny") as (address, _):
+@pytest.fixture(scope="module", params=["tiny", "converted"])
+def url(request, tmp_path_factory):
+    """The tiny profile, and a tiny published M2UGen checkpoint converted and served with --model."""
+    model = str(convert_tiny_published(tmp_path_factory.mktemp("published"))) if request.param == "converted" else None
+    with running_app("tiny", model=model) as (address, _):
         yield address
 
 

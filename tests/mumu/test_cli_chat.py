@@ -43,7 +43,10 @@ def test_json_reply_with_music(tmp_path, capsys):
                           "--out-dir", str(tmp_path), "--seed", "4")
     assert code == 0
     data = json.loads(out)
-    assert set(data) == {"text", "audio", "sample_rate", "timings"}
+    assert set(data) == {"text", "audio", "sample_rate", "timings", "model"}
+    assert data["model"] | {"needs_gib": 0} == {"name": "tiny", "how": "profile", "reason": "--profile tiny",
+                                                "profile": "tiny", "checkpoint": None, "needs_gib": 0}
+    assert "running the offline tiny profile" in err
     assert data["audio"].startswith(str(tmp_path)) and sf.info(data["audio"]).samplerate == data["sample_rate"]
     assert {"encode", "llm", "decoder", "total"} <= set(data["timings"])
     assert "loading model" in err  # progress goes to stderr

@@ -79,19 +79,17 @@ def test_unknown_profile_and_decoder():
         tiny(decoder="jukebox")
 
 
-def test_auto_profile_uses_full_only_when_every_source_is_local(tmp_path, monkeypatch):
-    from mumu import profiles
-
-    config, reason = profiles.resolve_profile("auto")
-    assert config.profile == "tiny"
-    assert "llm (meta-llama/Llama-2-7b-hf)" in reason
-    local = profiles.full()
-    for section in ("music_encoder", "image_encoder", "video_encoder", "llm", "decoder"):
-        getattr(local, section).source = str(tmp_path)
-    monkeypatch.setattr(profiles, "full", lambda decoder="musicgen": local)
-    config, reason = profiles.resolve_profile("auto")
-    assert config is local
-    assert reason is None
+def test_llm_loading_choices_are_checked_when_a_config_loads():
+    data = tiny().to_dict()
+    assert data["llm"]["quantize"] is None and data["llm"]["device_map"] is None
+    data["llm"]["quantize"] = "3bit"
+    with pytest.raises(ValueError, match=r"llm\.quantize must be one of 8bit, 4bit, got '3bit'"):
+        MuMuConfig.from_dict(data)
+    data["llm"].update(quantize="4bit", device_map="balanced")
+    with pytest.raises(ValueError, match=r"llm\.device_map must be one of auto, got 'balanced'"):
+        MuMuConfig.from_dict(data)
+    data["llm"]["device_map"] = "auto"
+    assert MuMuConfig.from_dict(data).llm.quantize == "4bit"
 
 
 def test_conditioning_mode_is_checked_when_a_config_loads(tmp_path):

@@ -57,7 +57,48 @@ def test_tiny_report_counts_real_parameters():
 def test_cli_json_is_one_object(capsys):
     assert main(["info", "--profile", "tiny", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert set(data) == {"profile", "decoder", "components", "total", "note"}
+    assert set(data) == {"profile", "decoder", "components", "total", "note", "estimate"}
+
+
+def test_serving_estimate_matches_the_llama_2_7b_formulas(full_report):
+    est = full_report["estimate"]
+    # KV cache: keys and values, 32 layers x 32 heads x 128 dims, 2048 tokens, 2 bytes each: exactly 1 GiB.
+    assert est["kv_cache"] == pytest.approx(2 * 32 * 32 * 128 * 2048 * 2 / 2**30, abs=1e-3) == 1.0
+    # Prefill: fp32 logits over the 32,008-token vocabulary, plus one MLP's gate, up and product in bf16.
+    assert est["prefill"] == pytest.approx((2048 * 32008 * 4 + 3 * 2048 * 11008 * 2) / 2**30, abs=1e-3)
+    assert est["weights"] == pytest.approx(full_report["total"]["memory_gib"]["bf16"], abs=2e-3)
+    assert est["total_gib"] == pytest.approx(est["weights"] + est["kv_cache"] + est["prefill"] + est["allowance"],
+                                             abs=2e-3)
+
+
+@pytest.mark.parametrize(("mode", "bytes_per_weight"), [("4bit", 0.5), ("8bit", 1.0)])
+def test_quantized_estimate_shrinks_only_the_decoder_layer_linears(full_report, mode, bytes_per_weight):
+    config = full()
+    config.llm.quantize = mode
+    est = report(config)["estimate"]
+    # Llama-2-7B's decoder-layer Linear weights: 32 x (4 attention 4096^2 + 3 MLP 4096 x 11008) = 6,476,005,376;
+    # embeddings, LM head, norms, LoRA and everything outside the LLM stay bf16.
+    linears = 32 * (4 * 4096 * 4096 + 3 * 4096 * 11008)
+    saved = linears * (2 - bytes_per_weight) / 2**30
+    assert est["quantize"] == mode
+    assert est["weights"] == pytest.approx(full_report["estimate"]["weights"] - saved, abs=2e-3)
+
+
+def test_cli_info_quantize_shows_the_smaller_memory(capsys):
+    assert main(["info", "--profile", "full", "--quantize", "4bit", "--json"]) == 0
+    quantized = json.loads(capsys.readouterr().out)["estimate"]
+    assert main(["info", "--profile", "full", "--json"]) == 0
+    plain = json.loads(capsys.readouterr().out)["estimate"]
+    assert quantized["quantize"] == "4bit" and quantized["total_gib"] < plain["total_gib"] - 9
+    assert main(["info", "--profile", "full", "--quantize", "4bit"]) == 0
+    assert "LLM 4bit) + KV cache 1.00" in capsys.readouterr().out
+
+
+def test_cli_info_reads_a_checkpoint_config_only(tmp_path, capsys):
+    config = tiny()
+    config.save(tmp_path)  # config.json alone: info needs no weights
+    assert main(["info", "--model", str(tmp_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["total"] == report(tiny())["total"]
 
 
 def test_cli_table_and_decoder_choice(capsys):

@@ -159,7 +159,7 @@ def test_copies_match_in_their_own_precision_whatever_their_names(tmp_path):
 
 @pytest.mark.slow
 def test_a_decoder_copy_that_differs_is_written_and_loaded(tmp_path):
-    from generation.factory import build_decoder
+    from generation.registry import build_decoder
     from mumu.profiles import tiny
 
     decoder_dir = tmp_path / "musicgen"
