@@ -121,7 +121,7 @@ class MusicGenDecoder(MusicDecoder):
             else:
                 if cfg.arch:
                     config = config_class(**cfg.arch)
-                elif source and Path(source).is_dir():
+                elif source:  # a folder or a Hub id: its config.json alone (a weightless build downloads no weights)
                     config = config_class.from_pretrained(source)
                 else:
                     raise ValueError(f"no arch for {cfg.source or cfg.kind!r}: set DecoderConfig.arch to build it "

@@ -313,8 +313,14 @@ def test_config_errors():
 def test_a_config_with_neither_source_nor_arch_is_refused():
     with pytest.raises(ValueError, match=r"no arch for 'musicgen_melody': set DecoderConfig\.arch"):
         MusicGenDecoder.from_config(DecoderConfig(kind="musicgen_melody"))
-    with pytest.raises(ValueError, match=r"no arch for 'facebook/musicgen-small'"):
-        MusicGenDecoder.from_config(DecoderConfig(source="facebook/musicgen-small"), weights=False)
+
+
+def test_a_weightless_build_of_a_source_reads_only_its_config(tmp_path):
+    from transformers import MusicgenConfig
+
+    MusicgenConfig(**TINY_MUSICGEN_ARCH).save_pretrained(tmp_path)  # config.json only: no weights to read
+    decoder = MusicGenDecoder.from_config(DecoderConfig(source=str(tmp_path), tokenizer=TINY_TOKENIZER), weights=False)
+    assert decoder.model.config.decoder.hidden_size == TINY_MUSICGEN_ARCH["decoder"]["hidden_size"]
 
 
 @pytest.mark.parametrize("kind", ["musicgen", "musicgen_melody"])

@@ -12,6 +12,7 @@ from transformers import VivitModel
 
 from mumu.checkpoint import from_pretrained
 from mumu.config import MuMuConfig
+from mumu.feature_cache import encode
 from mumu.upstream import compare
 from mumu.upstream.convert import REPORT_NAME, convert
 from tests.mumu.upstream.hubcache import FakeHub, copy_tree, use_cache
@@ -125,7 +126,7 @@ def test_fresh_cache_bin_only_repos_and_checkpoint_copies(tmp_path, monkeypatch,
                               strict=True)
     with torch.no_grad():
         expected = reference.eval()(pixel_values=_vivit_pixels(frames, preprocessor)).last_hidden_state[0]
-    assert (model.encode_video(frames) - expected).abs().max() < 1e-5
+    assert (encode(model, "video", frames) - expected).abs().max() < 1e-5
 
     # And converting again offline works from the cache alone.
     again = convert(path, str(tmp_path / "llm"), tmp_path / "again", mert=MERT_ID, vit=VIT_ID, vivit=VIVIT_ID,
