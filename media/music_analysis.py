@@ -97,7 +97,7 @@ def _downbeats(y: np.ndarray, frames: np.ndarray, beats: np.ndarray) -> np.ndarr
 
 def _key(y: np.ndarray) -> str:
     """The major or minor key whose Krumhansl-Kessler profile best correlates with the mean chroma."""
-    chroma = librosa.feature.chroma_stft(y=y, sr=ANALYSIS_RATE, hop_length=2048).mean(axis=1)
+    chroma = librosa.feature.chroma_stft(y=y, sr=ANALYSIS_RATE, hop_length=2048, tuning=0.0).mean(axis=1)
     if not np.any(chroma):
         return "unknown"
     scores = [(np.corrcoef(np.roll(profile, tonic), chroma)[0, 1], f"{KEYS[tonic]} {mode}")
