@@ -68,9 +68,9 @@ def downbeat_onsets(wav: np.ndarray, sr: int) -> np.ndarray:
     low = sosfiltfilt(butter(4, 150, "low", fs=sr, output="sos"), np.asarray(wav, dtype=np.float64))
     hop = round(0.005 * sr)
     energy = np.square(low[: len(low) // hop * hop]).reshape(-1, hop).mean(axis=1)
-    rise = np.diff(energy, prepend=0.0)
+    rise = np.diff(energy, prepend=[0.0, 0.0])  # two leading zeros: a thump on the first frame is a peak too
     peaks, _ = find_peaks(rise, height=0.2 * rise.max(), distance=round(0.3 * sr / hop))
-    return peaks * hop / sr
+    return (peaks - 1) * hop / sr
 
 
 def make_clip(path: Path, seconds: float, cuts: list[float], speech: tuple[float, float] | None = None,
@@ -119,6 +119,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=6)
     parser.add_argument("--seconds", type=float, default=60.0, help="length of each generated clip")
     args = parser.parse_args()
+    av.logging.set_level(av.logging.ERROR)  # no encoder statistics between the rows
     rng = np.random.default_rng(0)
     rows = []
     with tempfile.TemporaryDirectory() as folder:

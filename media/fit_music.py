@@ -109,7 +109,7 @@ def loop_bars(x: np.ndarray, sr: int, music: MusicAnalysis, seconds: float,
     if len(x) >= seconds * sr:
         return x, beats, downbeats, 0
     xfade = round(crossfade * sr)
-    usable = downbeats[(downbeats * sr >= xfade) & (downbeats * sr <= len(x))]
+    usable = downbeats[(downbeats * sr >= xfade) & (np.round(downbeats * sr) <= len(x))]
     if len(usable) < 2 or round(usable[-1] * sr) - round(usable[0] * sr) <= 2 * xfade:
         times = min(64, math.ceil(seconds * sr / max(1, len(x) - 2 * xfade)))
         if len(x) <= 2 * xfade + 1 or times < 2:

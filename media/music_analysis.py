@@ -52,18 +52,34 @@ def analyze_music(wav: np.ndarray, sr: int) -> MusicAnalysis:
     y = librosa.resample(x, orig_sr=sr, target_sr=ANALYSIS_RATE) if sr != ANALYSIS_RATE else x
     onset = librosa.onset.onset_strength(y=y, sr=ANALYSIS_RATE, hop_length=HOP)
     _, frames = librosa.beat.beat_track(onset_envelope=onset, sr=ANALYSIS_RATE, hop_length=HOP)
-    frames = np.asarray(frames, dtype=int)
-    beats = _on_attacks(librosa.frames_to_time(frames, sr=ANALYSIS_RATE, hop_length=HOP), y)
+    frames = _whole_grid(np.asarray(frames, dtype=int), len(onset))
+    beats = _on_attacks(librosa.frames_to_time(frames, sr=ANALYSIS_RATE, hop_length=HOP), y, len(x) / sr)
     tempo = 60.0 / float(np.median(np.diff(beats))) if len(beats) > 1 else 0.0
     times, level = _level_curve(x, sr)
     return MusicAnalysis(len(x) / sr, tempo, beats, _downbeats(y, frames, beats), _key(y), times, level)
 
 
-def _on_attacks(beats: np.ndarray, y: np.ndarray) -> np.ndarray:
+def _whole_grid(frames: np.ndarray, n_frames: int) -> np.ndarray:
+    """The beat grid carried at its median period to both ends of the track.
+
+    The tracker drops beats near the edges (its trimming of weak beats), so a short loop or an opening downbeat
+    would be missing; the grid goes on where the tracker stopped, and _on_attacks then finds each beat's attack.
+    """
+    if len(frames) < 2:
+        return frames
+    period = float(np.median(np.diff(frames)))
+    before = frames[0] - period * np.arange(1, int(frames[0] // period) + 1)
+    # A beat due within a quarter period past the end is the bar line the track ends on (kept, at the end).
+    after = frames[-1] + period * np.arange(1, int((n_frames - frames[-1]) / period + 0.25) + 1)
+    return np.concatenate([np.round(before[::-1]), frames, np.round(after)]).astype(int)
+
+
+def _on_attacks(beats: np.ndarray, y: np.ndarray, duration: float) -> np.ndarray:
     """Each beat moved to the steepest energy rise within ATTACK_SEARCH of it, at 2.9 ms resolution.
 
     The tracker's beats sit on onset-envelope frames (11.6 ms apart, and the spectral flux peaks a frame or two
-    into an attack); the attack itself is where the short-time energy rises fastest.
+    into an attack); the attack itself is where the short-time energy rises fastest. A beat too near the end to have
+    its attack in the track (the bar line it ends on) stays where the grid puts it, at most at the end.
     """
     hop = 64
     energy = np.square(y[: len(y) // hop * hop]).reshape(-1, hop).mean(axis=1)
@@ -71,6 +87,9 @@ def _on_attacks(beats: np.ndarray, y: np.ndarray) -> np.ndarray:
     reach = round(ATTACK_SEARCH * ANALYSIS_RATE / hop)
     moved = []
     for t in beats:
+        if t > duration - ATTACK_SEARCH:
+            moved.append(min(t, duration))
+            continue
         centre = round(t * ANALYSIS_RATE / hop)
         lo = max(0, centre - reach)
         window = rise[lo : centre + reach + 1]

@@ -54,7 +54,8 @@ def timeline_image(result: ScoreResult) -> Image.Image:
     for t in s.hit_points:  # the hit points, faintly across every row, show what should line up
         for y in range(0, HEIGHT, 6):
             draw.point((x_of(t), y), fill=COLORS["hit points"])
-    draw.text((MARGIN, HEIGHT - 14), f"0 s{' ' * 20}{duration:.2f} s", fill=(0, 0, 0))
+    draw.text((MARGIN, HEIGHT - 12), "0 s", fill=(0, 0, 0))
+    draw.text((WIDTH - 60, HEIGHT - 12), f"{duration:.2f} s", fill=(0, 0, 0))
     return img
 
 
