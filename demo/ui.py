@@ -9,7 +9,7 @@ from typing import Any
 
 import gradio as gr
 
-from demo.gpu import on_gpu, turn_seconds
+from demo.gpu import SCORE_SECONDS, on_gpu, turn_seconds
 from demo.handlers import NO_EDIT, edit_exactly, respond, retry, score_clip, undo, unlock_input
 from demo.session import close_session
 from mumu.decoding import MUSIC_MODES
@@ -73,7 +73,7 @@ def _score_tab(pipeline: MuMuPipeline) -> None:
     def score(*args: Any) -> Any:
         return score_clip(pipeline, *args)
 
-    run.click(on_gpu(score, 300), [clip, track, prompt, hits, duck, keep, loudness, seed],
+    run.click(on_gpu(score, SCORE_SECONDS), [clip, track, prompt, hits, duck, keep, loudness, seed],
               [timeline, scored, files, report, hits], api_name="score_video", concurrency_limit=1)
 
 

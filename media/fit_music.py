@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from media.edits import fade, loop, warp
 from media.music_analysis import MusicAnalysis
 
 START_FADE = 0.05  # seconds of fade-in when the music starts past its beginning
-EndingKind = str  # "downbeat" (a downbeat then a fading tail) or "fade" (no downbeat fits: a plain fade-out)
+EndingKind = Literal["downbeat", "fade"]  # a downbeat then a fading tail, or (no downbeat fits) a plain fade-out
 
 
 @dataclass
@@ -79,7 +80,8 @@ def fit_to_picture(wav: np.ndarray, sr: int, music: MusicAnalysis, hit_points: l
     anchors, hits, missed = _best_start(sorted(hit_points), downbeats, low, high)
     ending = _ending(anchors, hits, missed, downbeats, duration, settings.tail, low, high)
     if ending is None:
-        kind, tail = "fade", min(1.0, duration / 4)
+        kind: EndingKind = "fade"
+        tail = min(1.0, duration / 4)
         anchors.append((duration, anchors[-1][1] + duration - anchors[-1][0]))
     else:
         kind, (at, downbeat) = "downbeat", ending
@@ -158,8 +160,11 @@ def _hit_anchors(hit_points: list[float], downbeats: np.ndarray, low: float, hig
     for hit in hit_points:
         out_t, in_t = anchors[-1]
         span = hit - out_t
-        ahead = downbeats[downbeats > in_t] if span > 0 else np.zeros(0)
-        rates = (ahead - in_t) / span if span > 0 else ahead
+        if span <= 0:
+            missed.append(hit)
+            continue
+        ahead = downbeats[downbeats > in_t]
+        rates = (ahead - in_t) / span
         ok = (rates >= low - 1e-9) & (rates <= high + 1e-9)
         if not ok.any():
             missed.append(hit)

@@ -108,7 +108,9 @@ class ScoreResult:
                      "cuts": _ms(s.clip.cuts), "speech": [[round(a, 3), round(b, 3)] for a, b in s.clip.speech]},
             "hit_points": _ms(s.hit_points),
             "music": {"before": s.before.summary(),
-                      "after": {"tempo_changes": _tempo_changes(s.fitted), "beats": _ms(s.fitted.beats),
+                      "after": {"tempo_changes": _tempo_changes(s.fitted),
+                                "tempos": [round(s.before.tempo * r, 2) for r in _tempo_changes(s.fitted)],
+                                "beats": _ms(s.fitted.beats),
                                 "downbeats": _ms(s.fitted.downbeats), "hits": {f"{h:.3f}": round(t, 3) for h, t in
                                                                                s.fitted.hits.items()},
                                 "missed": _ms(s.fitted.missed), "ending": s.fitted.ending, "loops": s.fitted.loops}},
