@@ -55,7 +55,7 @@ def test_attach_audio_send_and_find_a_player(url, tmp_path):
 def test_score_a_video_tab(url, tmp_path):
     from bench.video_scoring import SR, click_track, make_clip
 
-    clip = make_clip(tmp_path / "clip.mp4", 4.0, [2.08], speech=(0.5, 1.5), size=(160, 96))
+    clip = make_clip(tmp_path / "clip.mp4", 4.0, [2.16], speech=(0.5, 1.5), size=(160, 96))
     track = tmp_path / "beat.wav"
     sf.write(track, click_track(120.0, 4.0)[0], SR)
     with playwright.sync_playwright() as p:
@@ -71,7 +71,7 @@ def test_score_a_video_tab(url, tmp_path):
         page.wait_for_selector("#score-timeline img", timeout=120_000)  # the timeline picture is shown...
         page.wait_for_selector("#score-video-out video", timeout=30_000)  # ...and the scored clip offered
         assert page.locator("#score-timeline img").evaluate("img => img.naturalWidth") == 1200
-        assert page.get_by_label("Hit points").input_value() == "2.08"  # the cuts, ready to edit
+        assert page.get_by_label("Hit points").input_value() == "2.16"  # the cuts, ready to edit
         shot = tmp_path / "score.png"
         page.screenshot(path=str(shot), full_page=True)
         browser.close()

@@ -30,15 +30,16 @@ def test_score_tab_handler_delivers_and_refuses_clearly(tmp_path):
     from demo.handlers import score_clip
 
     pipeline = MuMuPipeline.from_profile("tiny", out_dir=tmp_path)
-    clip = make_clip(tmp_path / "clip.mp4", 4.0, [2.08], speech=(0.5, 1.5))
+    clip = make_clip(tmp_path / "clip.mp4", 4.0, [2.16], speech=(0.5, 1.5))
     track = tmp_path / "beat.wav"
     sf.write(track, click_track(120.0, 4.0)[0], SR)
     picture, video, files, report, used = score_clip(pipeline, str(clip), str(track), "", "auto", 10, True, -14, 0)
     assert Image.open(picture).size == (1200, 360)
-    assert video.endswith(".mp4") and used == "2.08"
+    assert video.endswith(".mp4") and used == "2.16"
     assert [f.rsplit(".", 2)[-2:] for f in files] == [["cues", "json"], ["cues", "csv"], ["music", "wav"]]
     assert json.loads(Path(files[0]).read_text())["outputs"]["video"] == video
-    assert set(report["scores"]) == {"before", "after"}
+    # The cut is 0.16 s past the track's second downbeat: off before fitting, on it after (a 7.4 % slower bar).
+    assert report["scores"] == {"before": {"bcs": 3.0, "bhs": 0.0}, "after": {"bcs": 2.0, "bhs": 1.0}}
     with pytest.raises(gr.Error, match="upload a video"):
         score_clip(pipeline, None, str(track), "", "auto", 10, True, -14, 0)
     with pytest.raises(gr.Error, match="upload a track, or describe"):
