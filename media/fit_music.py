@@ -75,7 +75,7 @@ def fit_to_picture(wav: np.ndarray, sr: int, music: MusicAnalysis, hit_points: l
         raise ValueError(f"fitting takes a mono waveform, got shape {x.shape}")
     n_out = round(duration * sr)
     low, high = 1.0 - settings.max_tempo_change, 1.0 + settings.max_tempo_change
-    need = duration * high + settings.tail[1] + 1.0
+    need = duration * high + settings.tail[1]
     x, beats, downbeats, loops = loop_bars(x, sr, music, need, settings.loop_crossfade)
     anchors, hits, missed = _best_start(sorted(hit_points), downbeats, low, high)
     ending = _ending(anchors, hits, missed, downbeats, duration, settings.tail, low, high)

@@ -214,15 +214,19 @@ def _write_csv(result: ScoreResult) -> None:
 
 
 def compose_for_video(pipeline: MuMuPipeline, video: str | Path, prompt: str, seed: int = 0) -> tuple[np.ndarray, int]:
-    """The model's music for `video`: one chat turn that sees the clip and is asked for music as long as it.
+    """The model's music for `video`: one chat turn that sees the clip and is asked for music to fill it.
 
-    The track comes back unfitted (the caller fits it with its own settings); a clip longer than the decoder's
-    maximum gets the maximum, and fitting loops whole bars to cover the rest.
+    It asks for as much as fitting may use (the clip slowed by the largest tempo change, plus the longest ending
+    tail), so the track needs no looping; MusicGen makes lengths past its 30 s window by windowed continuation, up
+    to the decoder's maximum, and fitting loops whole bars beyond that. The track comes back unfitted: the caller
+    fits it with its own settings.
     """
     from generation.config import SamplingSettings
     from mumu.pipeline import ChatOptions
 
-    seconds = min(clip_duration(video, pipeline.config.limits), pipeline.config.decoder.max_duration)
+    fit = FitSettings()
+    wanted = clip_duration(video, pipeline.config.limits) * (1 + fit.max_tempo_change) + fit.tail[1]
+    seconds = min(wanted, pipeline.config.decoder.max_duration)
     options = ChatOptions(music="always", fit_video=False,
                           sampling=SamplingSettings(duration=round(seconds, 3), seed=seed))
     reply = pipeline.chat(pipeline.new_conversation(), prompt, video=video, options=options)
