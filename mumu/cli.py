@@ -1,4 +1,4 @@
-"""`python -m mumu`: command-line entry points (chat, info, edit, features, train, convert-upstream)."""
+"""`python -m mumu`: command-line entry points (chat, info, edit, features, train, convert-upstream, eval)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from media.edits import EditPlan, parse_trim
 from media.errors import MediaError
 from mumu.config import CONDITIONING_MODES
 from mumu.decoding import MUSIC_MODES
+from mumu.eval import cli as evaluation
 from mumu.info import format_report, report
 from mumu.profiles import DECODER_KINDS, PROFILES, get_profile
 from mumu.training import run as training
@@ -77,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     edit.add_argument("--loudness", type=float, help="target integrated loudness in LUFS (peak-safe)")
     edit.add_argument("--bit-depth", type=int, choices=(16, 24), default=16)
     training.add_commands(commands)
+    evaluation.add_command(commands)
     return parser
 
 
@@ -134,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "train":
             summary = training.train_command(args)
             if summary is not None:  # under `accelerate launch`, only the main process reports
+                print(json.dumps(summary))
+        elif args.command == "eval":
+            summary = evaluation.eval_command(args)
+            if summary is not None:
                 print(json.dumps(summary))
         else:
             print(json.dumps(_edit(args)))
