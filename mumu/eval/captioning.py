@@ -16,6 +16,7 @@ from typing import Any
 
 from mumu.decoding import GenerationSettings, generate
 from mumu.eval.data import AudioFinder, read_rows
+from mumu.eval.muchomusic import partner
 from mumu.eval.report import NOTES_KEY
 from mumu.eval.runner import Item, Plot, SkipItem
 from mumu.eval.scoring import OptionScorer
@@ -68,8 +69,18 @@ class TextTask:
     def load(self) -> list[Item]:
         return load_text_items(self.data, self.media_root, self.name)
 
+    def swap(self, item: Item, items: Sequence[Item]) -> Item | None:
+        """The item with the next item's audio (for `ablation`); its question and references stay."""
+        other = partner(item, items)
+        if other is None:
+            return None
+        return Item(f"{item.id}~swap", item.data | {"audio": other.data["audio"], "swapped_with": other.id})
+
     def run(self, item: Item, items: Sequence[Item]) -> dict[str, Any]:
-        return self.run_batch([item], items)[0]
+        outcome = self.run_batch([item], items)[0]
+        if isinstance(outcome, SkipItem):
+            raise outcome
+        return outcome
 
     def run_batch(self, batch: list[Item], items: Sequence[Item]) -> list[dict[str, Any] | SkipItem]:
         """Replies for a batch in one left-padded generate call; unreadable audio skips only its item."""

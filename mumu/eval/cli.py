@@ -86,7 +86,7 @@ def build_task(name: str, args: argparse.Namespace, device: str) -> Any:
     references = ReferenceModels(clap=args.clap, mert=args.mert, tagger=args.tagger,
                                  embeddings=tuple(args.embedding or ("clap",)), device=device)
     return GenerationTask(name, _pipeline(args, device, args.out / "audio"), references, args.data, args.media_root,
-                          duration=args.duration, seed=args.seed)
+                          args.out, duration=args.duration, seed=args.seed)
 
 
 def eval_command(args: argparse.Namespace) -> dict[str, Any] | None:

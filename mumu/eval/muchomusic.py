@@ -55,6 +55,13 @@ class MuChoMusicTask:
     def load(self) -> list[Item]:
         return load_muchomusic(self.data, self.media_root)
 
+    def swap(self, item: Item, items: Sequence[Item]) -> Item | None:
+        """The item with its partner's audio (for `ablation`)."""
+        other = partner(item, items)
+        if other is None:
+            return None
+        return Item(f"{item.id}~swap", item.data | {"audio": other.data["audio"], "swapped_with": other.id})
+
     def _options(self, item: Item) -> list[str]:
         return [f"({letter}) {answer}" for letter, answer in zip(LETTERS, item.data["answers"], strict=False)]
 
