@@ -49,7 +49,7 @@ class MuChoMusicTask:
 
     def __init__(self, model: MuMuModel, data: str | Path, media_root: str | Path | None, batch_size: int = 4,
                  swap: bool = True) -> None:
-        self.data, self.media_root, self.swap = data, media_root, swap
+        self.data, self.media_root, self.audio_swap = data, media_root, swap
         self.scorer = OptionScorer(model, batch_size)
 
     def load(self) -> list[Item]:
@@ -66,7 +66,7 @@ class MuChoMusicTask:
         return [f"({letter}) {answer}" for letter, answer in zip(LETTERS, item.data["answers"], strict=False)]
 
     def _swapped_choice(self, item: Item, items: Sequence[Item]) -> tuple[int | None, str | None]:
-        other = partner(item, items) if self.swap else None
+        other = partner(item, items) if self.audio_swap else None
         if other is None:
             return None, None
         try:
