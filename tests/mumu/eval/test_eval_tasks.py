@@ -61,3 +61,24 @@ def test_captioning_and_ablation_run_end_to_end(setup, tmp_path, capsys):
     assert ablation["evaluated"] == 4 and {"original", "swapped", "drop"} <= set(metrics)
     assert metrics["drop"]["accuracy"] == pytest.approx(metrics["original"]["accuracy"]
                                                          - metrics["swapped"]["accuracy"])
+
+
+@pytest.mark.slow
+def test_muchomusic_runs_on_a_model_converted_from_the_published_format(setup, tmp_path, capsys):
+    from mumu.upstream.convert import convert
+    from tests.mumu.upstream.published import Spec, published_state, save_encoders, save_llm, save_published
+
+    fixtures, _ = setup
+    encoders = save_encoders(tmp_path / "encoders")
+    spec = Spec()
+    state = published_state(save_llm(tmp_path / "llm", spec.layers), spec, encoders)
+    checkpoint = save_published(tmp_path / "checkpoint.pth", state)
+    convert(checkpoint, str(tmp_path / "llm"), tmp_path / "converted", mert=str(encoders["mert"]),
+            vit=str(encoders["vit"]), vivit=str(encoders["vivit"]), decoder="facebook/musicgen-small")
+    capsys.readouterr()
+    out = tmp_path / "run"
+    assert main(["eval", "muchomusic", "--model", str(tmp_path / "converted"), "--data",
+                 str(fixtures / "muchomusic.json"), "--media-root", str(fixtures), "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["evaluated"] == 4 and summary["run"]["model"] == str(tmp_path / "converted")
+    assert (out / "report.md").is_file()
