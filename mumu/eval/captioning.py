@@ -61,8 +61,10 @@ class TextTask:
     """Generate a reply per item; BLEU / ROUGE-L / METEOR over the corpus."""
 
     def __init__(self, name: str, model: MuMuModel, data: str | Path, media_root: str | Path | None,
-                 batch_size: int = 1, max_new_tokens: int = 128) -> None:
+                 batch_size: int = 1, max_new_tokens: int = 128, bertscore_model: str | None = None,
+                 bertscore_layers: int | None = None) -> None:
         self.name, self.model, self.data, self.media_root = name, model, data, media_root
+        self.bertscore_model, self.bertscore_layers = bertscore_model, bertscore_layers
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
         self.scorer = OptionScorer(model)
 
@@ -105,7 +107,8 @@ class TextTask:
         return results
 
     def summarize(self, records: list[dict[str, Any]]) -> dict[str, Any]:
-        metrics = text_metrics([r["output"]["text"] for r in records], [r["references"] for r in records])
+        metrics = text_metrics([r["output"]["text"] for r in records], [r["references"] for r in records],
+                               self.bertscore_model, self.bertscore_layers, str(self.model.device))
         words = [r["scores"]["words"] for r in records]
         return {**metrics, "reply_words_mean": sum(words) / len(words), NOTES_KEY: [FLUENCY_CAVEAT]}
 

@@ -46,6 +46,9 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     ev.add_argument("--clap", default=DEFAULT_CLAP, help="CLAP model (FAD-CLAP and the text-audio score)")
     ev.add_argument("--mert", default=DEFAULT_MERT, help="MERT model for FAD-MERT")
     ev.add_argument("--tagger", default=DEFAULT_TAGGER, help="AudioSet tagger for KL (AST)")
+    ev.add_argument("--bertscore-model", default="roberta-large",
+                    help="BERTScore model (captioning, musicqa); 'none' to skip")
+    ev.add_argument("--bertscore-layers", type=int, help="its layer (default: bert-score's table)")
     ev.add_argument("--duration", type=float, default=10.0, help="seconds of generated music (video: the clip's)")
     ev.add_argument("--seed", type=int, default=0)
 
@@ -79,7 +82,9 @@ def build_task(name: str, args: argparse.Namespace, device: str) -> Any:
     if name in ("captioning", "musicqa"):
         from mumu.eval.captioning import TextTask
 
-        return TextTask(name, _model(args, device), args.data, args.media_root, args.batch_size, args.max_new_tokens)
+        bertscore = None if args.bertscore_model == "none" else args.bertscore_model
+        return TextTask(name, _model(args, device), args.data, args.media_root, args.batch_size, args.max_new_tokens,
+                        bertscore, args.bertscore_layers)
     from mumu.eval.generation import GenerationTask
     from mumu.eval.references import ReferenceModels
 

@@ -161,8 +161,8 @@ def run_eval(task: Task, out_dir: str | Path, limit: int | None = None, state: P
         duplicate = next(i for i in ids if ids.count(i) > 1)
         raise ValueError(f"item id {duplicate!r} appears more than once in the data; ids are the resume key")
     (out / PARTS).mkdir(parents=True, exist_ok=True)
-    state.wait_for_everyone()  # every process sees the same finished set before sharding
     done = _done(out)
+    state.wait_for_everyone()  # every process has read the finished set before any process writes to it
     pending = [item for item in items if item.id not in done]
     mine = pending[state.process_index::state.num_processes]
     if log is not None and state.is_main_process:

@@ -6,8 +6,10 @@
   the best score against any reference (`score_multi`).
 - `nltk.meteor`: NLTK's meteor_score (exact, stem and WordNet-synonym matching) on lower-cased whitespace tokens,
   the mean over items; needs NLTK's WordNet data (`python -m nltk.downloader wordnet`), else unavailable.
-- BERTScore needs the `bert-score` package and its RoBERTa-large weights from the Hub; neither is part of this
-  project's pinned stack, so it is reported as unavailable with that reason.
+- `bert_score.F1` (and P, R): the bert-score package's BERTScore (greedy cosine matching of contextual token
+  embeddings, no idf, no baseline rescaling), by default with roberta-large at layer 17 as bert-score does for
+  English; the mean over items of the best reference (bert-score's multi-reference rule). When the model cannot be
+  loaded (offline, not downloaded) it is reported as unavailable with the loader's reason.
 
 These scores measure how a reply is worded, not whether it is right (arXiv 2511.05550 shows them tracking
 fluency on MusicQA); MuChoMusic accuracy is the headline number for understanding.
@@ -73,7 +75,22 @@ def meteor(hypotheses: list[str], references: list[list[str]], wordnet: Any = No
     return sum(scores) / len(scores)
 
 
-def text_metrics(hypotheses: list[str], references: list[list[str]]) -> dict[str, Any]:
+def bertscore(hypotheses: list[str], references: list[list[str]], model: str, num_layers: int | None = None,
+              device: str | None = None) -> dict[str, float]:
+    """Mean BERTScore P / R / F1 from the bert-score package (num_layers: bert-score's table for known models)."""
+    import bert_score
+    from bert_score.utils import model2layers
+
+    layers = num_layers if num_layers is not None else model2layers.get(model)
+    if layers is None:
+        raise ValueError(f"BERTScore model {model!r} is not in bert-score's layer table; give --bertscore-layers")
+    precision, recall, f1 = bert_score.score(hypotheses, references, model_type=model, num_layers=layers,
+                                             device=device)
+    return {"P": float(precision.mean()), "R": float(recall.mean()), "F1": float(f1.mean()), "layer": layers}
+
+
+def text_metrics(hypotheses: list[str], references: list[list[str]], bertscore_model: str | None = None,
+                 bertscore_layers: int | None = None, device: str | None = None) -> dict[str, Any]:
     """Every available metric under its tool's name; unavailable ones are None with the reason in `unavailable`."""
     if len(hypotheses) != len(references) or not hypotheses:
         raise ValueError(f"need one reference list per hypothesis, got {len(hypotheses)} and {len(references)}")
@@ -81,14 +98,20 @@ def text_metrics(hypotheses: list[str], references: list[list[str]]) -> dict[str
         raise ValueError("every item needs at least one reference text")
     out: dict[str, Any] = {"sacrebleu": bleu(hypotheses, references),
                            "rouge_score": {"rougeL_f": rouge_l(hypotheses, references)}}
-    unavailable: dict[str, str] = {"bertscore": "the bert-score package and its RoBERTa-large weights are not "
-                                                "installed (pip install bert-score; weights come from the Hub)"}
+    unavailable: dict[str, str] = {}
     reason = wordnet_status()
     if reason is None:
         out["nltk"] = {"meteor": meteor(hypotheses, references)}
     else:
         out["nltk"] = {"meteor": None}
         unavailable["nltk.meteor"] = reason
-    out["bertscore"] = {"F1": None}
+    out["bert_score"] = {"F1": None}
+    if bertscore_model is None:
+        unavailable["bert_score"] = "not requested (no --bertscore-model)"
+    else:
+        try:
+            out["bert_score"] = bertscore(hypotheses, references, bertscore_model, bertscore_layers, device)
+        except OSError as e:  # the model is neither local nor downloadable here
+            unavailable["bert_score"] = f"{bertscore_model} could not be loaded: {str(e).splitlines()[0]}"
     out["unavailable"] = unavailable
     return out

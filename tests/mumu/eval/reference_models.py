@@ -12,9 +12,10 @@ from transformers import (
     ClapConfig,
     ClapFeatureExtractor,
     ClapModel,
+    RobertaConfig,
+    RobertaModel,
 )
 
-from adapters.config import MusicEncoderConfig
 from adapters.mert import MusicEncoder
 from checkpoints.sources import resolve_source
 from mumu.builder import seeded
@@ -61,12 +62,20 @@ def save_ast(directory: Path) -> Path:
     return directory
 
 
+def save_roberta(directory: Path) -> Path:
+    """A 2-layer RoBERTa with the tiny profile's tokenizer, for BERTScore."""
+    tokenizer = AutoTokenizer.from_pretrained(resolve_source(TINY_TOKENIZER), model_max_length=128)
+    tokenizer.pad_token = tokenizer.unk_token
+    config = RobertaConfig(vocab_size=len(tokenizer) + 8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=48, max_position_embeddings=130, pad_token_id=tokenizer.pad_token_id)
+    with seeded(6):
+        model = RobertaModel(config)
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
 def save_reference_models(directory: Path) -> dict[str, str]:
-    """All three under `directory`; returns {'clap', 'mert', 'tagger'} -> path."""
+    """CLAP, MERT and AST under `directory`; returns {'clap', 'mert', 'tagger'} -> path."""
     return {"clap": str(save_clap(directory / "clap")), "mert": str(save_mert(directory / "mert")),
             "tagger": str(save_ast(directory / "ast"))}
-
-
-def music_encoder_config() -> MusicEncoderConfig:
-    """The tiny profile's MERT config (for comparing embeddings)."""
-    return tiny().music_encoder

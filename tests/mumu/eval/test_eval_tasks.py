@@ -11,7 +11,7 @@ from mumu.cli import main
 from mumu.eval.fixtures import make_fixtures
 from mumu.eval.references import ReferenceModels
 from mumu.eval.runner import RESULTS, read_lines
-from tests.mumu.eval.reference_models import save_reference_models
+from tests.mumu.eval.reference_models import save_reference_models, save_roberta
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +51,12 @@ def test_generation_tasks_write_all_three_outputs(setup, tmp_path, capsys, task)
 @pytest.mark.slow
 def test_captioning_and_ablation_run_end_to_end(setup, tmp_path, capsys):
     fixtures, refs = setup
+    roberta = save_roberta(tmp_path / "roberta")
     summary = _run(capsys, "captioning", fixtures / "captions.jsonl", fixtures, tmp_path / "cap", refs,
-                   "--max-new-tokens", "6", "--batch-size", "2")
+                   "--max-new-tokens", "6", "--batch-size", "2", "--bertscore-model", str(roberta),
+                   "--bertscore-layers", "2")
     assert set(summary["metrics"]["sacrebleu"]) >= {"BLEU-1", "BLEU-4"}
+    assert 0 <= summary["metrics"]["bert_score"]["F1"] <= 1
     assert "fluency" in (tmp_path / "cap" / "report.md").read_text()
     ablation = _run(capsys, "ablation", fixtures / "muchomusic.json", fixtures, tmp_path / "abl", refs,
                     "--of", "muchomusic", "--no-swap")

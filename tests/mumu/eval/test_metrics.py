@@ -9,7 +9,8 @@ from scipy.stats import entropy
 from mumu.eval.audio_metrics import cosine, fad, frechet_distance, kl_divergences
 from mumu.eval.beats import beat_scores, music_beats, video_events
 from mumu.eval.fixtures import CUTS, FPS, RATE, click_track, write_cut_video
-from mumu.eval.text_metrics import bleu, meteor, rouge_l, text_metrics
+from mumu.eval.text_metrics import bertscore, bleu, meteor, rouge_l, text_metrics
+from tests.mumu.eval.reference_models import save_roberta
 
 
 def test_fad_of_identical_sets_is_zero_and_of_shifted_sets_is_the_squared_shift():
@@ -86,7 +87,7 @@ def test_meteor_of_an_exact_match_is_one_minus_the_fragmentation_penalty():
 def test_text_metrics_name_every_tool_and_say_why_one_is_missing():
     out = text_metrics(["a steady click"], [["a steady click track"]])
     assert set(out["sacrebleu"]) >= {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4"}
-    assert out["bertscore"]["F1"] is None and "bert-score" in out["unavailable"]["bertscore"]
+    assert out["bert_score"]["F1"] is None and "not requested" in out["unavailable"]["bert_score"]
     with pytest.raises(ValueError, match="one reference list per hypothesis"):
         text_metrics(["a"], [])
 
@@ -110,3 +111,16 @@ def test_cut_detector_finds_the_fixture_cuts_to_the_frame(tmp_path):
 def test_beat_tracker_follows_a_click_track():
     beats = music_beats(click_track(120.0, seconds=6.0), RATE)
     assert np.median(np.diff(beats)) == pytest.approx(0.5, abs=0.03)
+
+
+def test_bertscore_is_one_for_identical_text_and_takes_the_best_reference(tmp_path):
+    model = str(save_roberta(tmp_path / "roberta"))
+    same = bertscore(["the cat sat on the mat"], [["the cat sat on the mat"]], model, num_layers=2)
+    assert same["F1"] == pytest.approx(1.0, abs=1e-5) and same["P"] == pytest.approx(1.0, abs=1e-5)
+    other = bertscore(["the cat sat on the mat"], [["a big dog runs fast"]], model, num_layers=2)["F1"]
+    assert other < 1.0
+    best = bertscore(["the cat sat on the mat"], [["a big dog runs fast", "the cat sat on the mat"]], model,
+                     num_layers=2)["F1"]
+    assert best == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ValueError, match="layer table"):
+        bertscore(["a"], [["a"]], model)
