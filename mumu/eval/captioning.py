@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mumu.decoding import GenerationSettings, generate
-from mumu.eval.data import AudioFinder, read_rows
-from mumu.eval.muchomusic import partner
+from mumu.eval.data import AudioFinder, read_rows, swap_field
 from mumu.eval.report import NOTES_KEY
 from mumu.eval.runner import Item, Plot, SkipItem
 from mumu.eval.scoring import OptionScorer
@@ -73,10 +72,7 @@ class TextTask:
 
     def swap(self, item: Item, items: Sequence[Item]) -> Item | None:
         """The item with the next item's audio (for `ablation`); its question and references stay."""
-        other = partner(item, items)
-        if other is None:
-            return None
-        return Item(f"{item.id}~swap", item.data | {"audio": other.data["audio"], "swapped_with": other.id})
+        return swap_field(item, items, "audio")
 
     def run(self, item: Item, items: Sequence[Item]) -> dict[str, Any]:
         outcome = self.run_batch([item], items)[0]

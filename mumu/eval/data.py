@@ -18,6 +18,7 @@ import ast
 import csv
 import json
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,24 @@ AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aac", ".opus")
 CSV_COLUMNS = ("question", "correct_answer", "distractor_1_answer", "distractor_2_answer", "distractor_3_answer",
                "dataset", "dataset_identifier")
 JSON_FIELDS = ("id", "prompt", "answers", "answer_orders")
+
+
+def next_different(item: Item, items: Sequence[Item], key: str) -> Item | None:
+    """The next item in the data's order (wrapping) whose `key` differs from this one's; None if none does."""
+    start = next(i for i, other in enumerate(items) if other.id == item.id)
+    for step in range(1, len(items)):
+        other = items[(start + step) % len(items)]
+        if other.data[key] != item.data[key]:
+            return other
+    return None
+
+
+def swap_field(item: Item, items: Sequence[Item], key: str) -> Item | None:
+    """The item with `key` taken from the next item that differs there (for ablations); None if none does."""
+    other = next_different(item, items, key)
+    if other is None:
+        return None
+    return Item(f"{item.id}~swap", item.data | {key: other.data[key], "swapped_with": other.id})
 
 
 def read_rows(path: str | Path) -> list[dict[str, Any]]:

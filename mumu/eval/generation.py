@@ -26,7 +26,7 @@ from media.errors import MediaError
 from mumu.conversation import MediaItem
 from mumu.eval.audio_metrics import cosine, fad, kl_divergences
 from mumu.eval.beats import beat_scores, music_beats, video_events
-from mumu.eval.data import read_rows
+from mumu.eval.data import read_rows, swap_field
 from mumu.eval.references import ReferenceModels
 from mumu.eval.runner import Item, Plot, SkipItem
 from mumu.feature_cache import file_digest
@@ -39,7 +39,10 @@ PROMPT_KEYS = ("prompt", "caption", "text")
 
 
 def _media(row: dict[str, Any], field: str | None, root: Path | None) -> str | None:
-    value = row.get(field) or (row.get("audio") if field == "source" else None) if field else None
+    """The row's file for `field` (an edit's source may also be called `audio`), made absolute against root."""
+    if field is None:
+        return None
+    value = row.get(field) or (row.get("audio") if field == "source" else None)
     if not value:
         return None
     path = Path(str(value))
@@ -89,13 +92,7 @@ class GenerationTask:
 
     def swap(self, item: Item, items: Sequence[Item]) -> Item | None:
         """The item generated from the next item's media (its prompt, for text2music), judged as itself."""
-        key = "prompt" if self.name == "text2music" else "media"
-        start = next(i for i, other in enumerate(items) if other.id == item.id)
-        for step in range(1, len(items)):
-            other = items[(start + step) % len(items)]
-            if other.data[key] != item.data[key]:
-                return Item(f"{item.id}~swap", item.data | {key: other.data[key], "swapped_with": other.id})
-        return None
+        return swap_field(item, items, "prompt" if self.name == "text2music" else "media")
 
     def _generate(self, item: Item) -> tuple[str, str]:
         """(reply text, track path) for the item."""

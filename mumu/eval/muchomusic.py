@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mumu.eval.data import LETTERS, load_muchomusic
+from mumu.eval.data import LETTERS, load_muchomusic, next_different, swap_field
 from mumu.eval.runner import Item, Plot, SkipItem
 from mumu.eval.scoring import OptionScorer
 from mumu.modeling import MuMuModel
@@ -24,16 +24,6 @@ from mumu.modeling import MuMuModel
 
 def _choice(scores: list[float]) -> int:
     return max(range(len(scores)), key=scores.__getitem__)
-
-
-def partner(item: Item, items: Sequence[Item]) -> Item | None:
-    """The next item in the data's order whose audio is another file (None if every item shares one file)."""
-    start = next(i for i, other in enumerate(items) if other.id == item.id)
-    for step in range(1, len(items)):
-        other = items[(start + step) % len(items)]
-        if other.data["audio"] != item.data["audio"]:
-            return other
-    return None
 
 
 def accuracy(records: list[dict[str, Any]], key: str = "correct") -> dict[str, float | int]:
@@ -57,16 +47,13 @@ class MuChoMusicTask:
 
     def swap(self, item: Item, items: Sequence[Item]) -> Item | None:
         """The item with its partner's audio (for `ablation`)."""
-        other = partner(item, items)
-        if other is None:
-            return None
-        return Item(f"{item.id}~swap", item.data | {"audio": other.data["audio"], "swapped_with": other.id})
+        return swap_field(item, items, "audio")
 
     def _options(self, item: Item) -> list[str]:
         return [f"({letter}) {answer}" for letter, answer in zip(LETTERS, item.data["answers"], strict=False)]
 
     def _swapped_choice(self, item: Item, items: Sequence[Item]) -> tuple[int | None, str | None]:
-        other = partner(item, items) if self.audio_swap else None
+        other = next_different(item, items, "audio") if self.audio_swap else None
         if other is None:
             return None, None
         try:
