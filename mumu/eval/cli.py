@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -94,11 +95,19 @@ def build_task(name: str, args: argparse.Namespace, device: str) -> Any:
                           args.out, duration=args.duration, seed=args.seed)
 
 
+def _state() -> PartialState:
+    """The process group: GPUs under `accelerate launch`; CPU processes (gloo) under torchrun on a machine without
+    CUDA, where accelerate only forms a group when told to use the CPU."""
+    import torch
+
+    return PartialState(cpu=not torch.cuda.is_available() and "WORLD_SIZE" in os.environ)
+
+
 def eval_command(args: argparse.Namespace) -> dict[str, Any] | None:
     """Run `mumu eval`; the summary on the main process, None on the others."""
     from mumu.eval.runner import run_eval
 
-    state = PartialState()
+    state = _state()
     if args.task == "ablation":
         from mumu.eval.ablation import AblationTask
 
