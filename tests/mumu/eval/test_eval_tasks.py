@@ -49,7 +49,7 @@ def test_generation_tasks_write_all_three_outputs(setup, tmp_path, capsys, task)
 
 
 @pytest.mark.slow
-def test_captioning_and_ablation_run_end_to_end(setup, tmp_path, capsys):
+def test_captioning_musicqa_and_ablation_run_end_to_end(setup, tmp_path, capsys):
     fixtures, refs = setup
     roberta = save_roberta(tmp_path / "roberta")
     summary = _run(capsys, "captioning", fixtures / "captions.jsonl", fixtures, tmp_path / "cap", refs,
@@ -57,6 +57,9 @@ def test_captioning_and_ablation_run_end_to_end(setup, tmp_path, capsys):
                    "--bertscore-layers", "2")
     assert set(summary["metrics"]["sacrebleu"]) >= {"BLEU-1", "BLEU-4"}
     assert 0 <= summary["metrics"]["bert_score"]["F1"] <= 1
+    musicqa = _run(capsys, "musicqa", fixtures / "captions.jsonl", fixtures, tmp_path / "qa", refs,
+                   "--max-new-tokens", "4", "--bertscore-model", "none", "--limit", "2")
+    assert musicqa["evaluated"] == 2 and "not requested" in musicqa["metrics"]["unavailable"]["bert_score"]
     assert "fluency" in (tmp_path / "cap" / "report.md").read_text()
     ablation = _run(capsys, "ablation", fixtures / "muchomusic.json", fixtures, tmp_path / "abl", refs,
                     "--of", "muchomusic", "--no-swap")
