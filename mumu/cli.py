@@ -1,4 +1,4 @@
-"""`python -m mumu`: command-line entry points (chat, info, edit, score-video, features, train, convert-upstream)."""
+"""`python -m mumu`: the command-line entry points (chat, info, edit, score-video, eval, features, train, convert)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from media.errors import MediaError
 from media.score_mix import DuckSettings
 from mumu.config import CONDITIONING_MODES, DEVICE_MAPS, QUANTIZE_MODES
 from mumu.decoding import MUSIC_MODES
+from mumu.eval import cli as evaluation
 from mumu.info import format_report, report
 from mumu.model_source import MODEL_ENV, LoadOptions, choose_model, fitted, load_pipeline, peek_config
 from mumu.pipeline import ChatOptions
@@ -93,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     edit.add_argument("--bit-depth", type=int, choices=(16, 24), default=16)
     _add_score_video(commands)
     training.add_commands(commands)
+    evaluation.add_command(commands)
     return parser
 
 
@@ -210,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "train":
             summary = training.train_command(args)
             if summary is not None:  # under `accelerate launch`, only the main process reports
+                print(json.dumps(summary))
+        elif args.command == "eval":
+            summary = evaluation.eval_command(args)
+            if summary is not None:
                 print(json.dumps(summary))
         else:
             print(json.dumps(_edit(args)))
