@@ -19,6 +19,7 @@ MUSICGEN_SECONDS_PER_SECOND = 4.0  # autoregressive: 50 steps per second of musi
 AUDIOLDM2_SECONDS_PER_STEP = 0.3  # one UNet pass per step for a 10 s clip (two with guidance)...
 AUDIOLDM2_STEP_SECONDS_PER_SECOND = 0.05  # ...and the latent grows with the length
 LOAD_SECONDS = 120  # a decoder used for the first time is read from disk or downloaded inside the reservation
+SCORE_SECONDS = 300  # scoring a video: analysis and fitting, plus the music when the model makes it
 
 
 def gpu_seconds(music: str, seconds: float, decoder: str, steps: float, loaded: bool = True) -> int:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -12,6 +14,8 @@ from demo.session import Session, new_session
 from generation.config import SamplingSettings
 from media.edits import EditPlan, parse_trim
 from mumu.pipeline import ChatOptions, MuMuPipeline
+from mumu.scoring import DuckSettings, ScoreSettings, compose_for_video, parse_hit_points, score_video
+from mumu.timeline import timeline_image
 
 NO_EDIT = "(none)"
 MAKING_MUSIC = "_generating music..._"
@@ -119,3 +123,32 @@ def edit_exactly(
     note = {"role": "assistant", "content": f"Exact edit of {track}: {item.id}"}
     history = [*history, note, {"role": "assistant", "content": gr.Audio(str(item.path), label=item.id)}]
     return history, session, _track_choices(session)
+
+
+def score_clip(
+    pipeline: MuMuPipeline, video: str | None, music: str | None, prompt: str, hit_points: str, duck: float,
+    keep_original: bool, loudness: float, seed: float,
+) -> tuple[str, str, list[str], dict[str, Any], str]:
+    """The Score-a-video tab: fit an uploaded (or generated) track to the clip; returns the timeline picture, the
+    scored video, the downloads (cue sheets and stem), the report, and the hit points used (for editing)."""
+    if not video:
+        raise gr.Error("upload a video to score")
+    if not music and not (prompt or "").strip():
+        raise gr.Error("upload a track, or describe the music for the model to make")
+    try:
+        settings = ScoreSettings(hit_points=parse_hit_points(hit_points or "auto"),
+                                 duck=DuckSettings(depth_db=float(duck)), keep_original_audio=bool(keep_original),
+                                 loudness_lufs=float(loudness)).validate()
+        track = music or compose_for_video(pipeline, video, prompt, int(seed))
+        # Each run writes into a folder of its own: nothing is shared between sessions.
+        out = pipeline.out_dir / f"score-{uuid.uuid4().hex[:12]}" / f"{Path(video).stem}-scored.mp4"
+        result = score_video(video, track, out, settings, pipeline.config.limits)
+    except (ValueError, OSError) as e:  # MediaError is a ValueError: bad input is the user's to fix
+        raise gr.Error(str(e)) from e
+    picture = out.with_name(f"{out.stem}.timeline.png")
+    timeline_image(result).save(picture)
+    report = result.report()
+    used = ", ".join(f"{t:g}" for t in report["hit_points"]) or "none"
+    files = [str(result.cue_json), str(result.cue_csv), str(result.stem)]
+    return str(picture), str(result.video), files, {"scores": report["scores"], "mix": report["mix"],
+                                                    "missed": report["music"]["after"]["missed"]}, used

@@ -9,8 +9,8 @@ from typing import Any
 
 import gradio as gr
 
-from demo.gpu import on_gpu, turn_seconds
-from demo.handlers import NO_EDIT, edit_exactly, respond, retry, undo, unlock_input
+from demo.gpu import SCORE_SECONDS, on_gpu, turn_seconds
+from demo.handlers import NO_EDIT, edit_exactly, respond, retry, score_clip, undo, unlock_input
 from demo.session import close_session
 from mumu.decoding import MUSIC_MODES
 from mumu.pipeline import MuMuPipeline
@@ -44,6 +44,39 @@ def _bound(handler: Callable[..., Any], pipeline: MuMuPipeline) -> Callable[...,
     return run
 
 
+def _score_tab(pipeline: MuMuPipeline) -> None:
+    """Upload a clip, upload or describe music, edit hit points and ducking; get the scored clip and its timeline."""
+    gr.Markdown("Music cut to the picture: downbeats on the scene cuts (or your hit points), the clip's exact "
+                "length with a musical ending, ducked under speech, levelled and muxed. No model is needed to fit "
+                "an uploaded track.")
+    with gr.Row():
+        clip = gr.Video(label="Clip", sources=["upload"], elem_id="score-video-in")
+        with gr.Column():
+            track = gr.Audio(label="Music (upload; or leave empty and describe it)", type="filepath",
+                             sources=["upload"], elem_id="score-music-in")
+            prompt = gr.Textbox(label="Describe the music (the model makes it, as long as the clip)")
+    with gr.Row():
+        hits = gr.Textbox("auto", label="Hit points", info="auto = the scene cuts, none, or seconds: 1.5, 4, 7.25")
+        duck = gr.Slider(0, 30, value=12, step=1, label="Duck under speech (dB)")
+        keep = gr.Checkbox(True, label="Keep the clip's own audio")
+        loudness = gr.Number(-14, label="Loudness (LUFS)")
+        seed = gr.Number(0, precision=0, minimum=0, label="Seed")
+    run = gr.Button("Score it", variant="primary", elem_id="score-run")
+    timeline = gr.Image(label="Timeline: waveform, speech, cuts, hit points, beats before / after fitting",
+                        type="filepath", elem_id="score-timeline")
+    with gr.Row():
+        scored = gr.Video(label="Scored clip", elem_id="score-video-out")
+        with gr.Column():
+            files = gr.File(label="Cue sheet (JSON, CSV) and music stem", file_count="multiple")
+            report = gr.JSON(label="Beat alignment (BHS / BCS before and after) and loudness")
+
+    def score(*args: Any) -> Any:
+        return score_clip(pipeline, *args)
+
+    run.click(on_gpu(score, SCORE_SECONDS), [clip, track, prompt, hits, duck, keep, loudness, seed],
+              [timeline, scored, files, report, hits], api_name="score_video", concurrency_limit=1)
+
+
 def build_demo(pipeline: MuMuPipeline, banner: str | None = None) -> gr.Blocks:
     """The whole UI around one shared pipeline; every piece of user state is per session."""
     limits, own = pipeline.config.decoder, pipeline.config.decoder.kind
@@ -52,51 +85,54 @@ def build_demo(pipeline: MuMuPipeline, banner: str | None = None) -> gr.Blocks:
         if banner:
             gr.Markdown(f"**Note:** {banner}", elem_id="banner")
         session = gr.State(None, time_to_live=SESSION_TTL_SECONDS, delete_callback=close_session)
-        chat = gr.Chatbot(label="Conversation", height=520, elem_id="chatbot")
-        box = gr.MultimodalTextbox(
-            file_types=["audio", "image", "video"], file_count="multiple", sources=["upload", "microphone"],
-            show_label=False,
-            placeholder="Ask about the music, or ask for music (attach a track, photo or clip)...", autofocus=True,
-        )
-        with gr.Accordion("Music settings", open=False):
+        with gr.Tab("Chat"):
+            chat = gr.Chatbot(label="Conversation", height=520, elem_id="chatbot")
+            box = gr.MultimodalTextbox(
+                file_types=["audio", "image", "video"], file_count="multiple", sources=["upload", "microphone"],
+                show_label=False,
+                placeholder="Ask about the music, or ask for music (attach a track, photo or clip)...", autofocus=True,
+            )
+            with gr.Accordion("Music settings", open=False):
+                with gr.Row():
+                    music = gr.Radio(list(MUSIC_MODES), value="auto", label="Music")
+                    decoder = gr.Dropdown(
+                        [(decoder_label(pipeline, kind), kind) for kind in pipeline.decoder_choices], value=own,
+                        label="Decoder", info=f"{own} is conditioned by the model's trained projector; the others make "
+                                              "music from the reply's text (caption mode) and load on first use")
+                    edit = gr.Dropdown([NO_EDIT], value=NO_EDIT, label="Edit a generated track")
+                with gr.Row():
+                    duration = gr.Slider(1, limits.max_duration, value=10, step=0.5, label="Duration (s)")
+                    seed = gr.Number(0, precision=0, minimum=0, label="Seed")
+                    random_seed = gr.Checkbox(False, label="Random seed")
+                    fit_video = gr.Checkbox(True, label="Match a video's length")
+                with gr.Row():
+                    guidance = gr.Slider(1, 10, value=3, step=0.5, label="Guidance")
+                    temperature = gr.Slider(0, 2, value=0, step=0.05, label="Text temperature (0 = greedy)")
+                    top_p = gr.Slider(0.05, 1, value=1, step=0.05, label="Text top-p")
+                    steps = gr.Slider(5, 200, value=25, step=1, label="AudioLDM2 steps", interactive=own == "audioldm2",
+                                      info="diffusion steps; used only when the decoder is audioldm2")
+            with gr.Accordion("Exact edits of the chosen track (no model: tempo, pitch, trim, fades, loop, loudness)",
+                              open=False):
+                with gr.Row():
+                    tempo = gr.Slider(0.5, 2, value=1, step=0.05, label="Tempo x")
+                    semitones = gr.Slider(-12, 12, value=0, step=1, label="Semitones")
+                    trim = gr.Textbox(label="Trim START:END (s or m:ss)", placeholder="e.g. 0:8")
+                with gr.Row():
+                    fade_in = gr.Slider(0, 10, value=0, step=0.1, label="Fade in (s)")
+                    fade_out = gr.Slider(0, 10, value=0, step=0.1, label="Fade out (s)")
+                    loop = gr.Slider(1, 16, value=1, step=1, label="Loop x")
+                    loudness = gr.Number(None, label="Loudness (LUFS, empty = keep)")
+                apply_edit = gr.Button("Apply exact edits")
+            gr.Examples([[m] for m in EXAMPLE_MESSAGES], inputs=[box], label="Try one (fills the input box)")
             with gr.Row():
-                music = gr.Radio(list(MUSIC_MODES), value="auto", label="Music")
-                decoder = gr.Dropdown(
-                    [(decoder_label(pipeline, kind), kind) for kind in pipeline.decoder_choices], value=own,
-                    label="Decoder", info=f"{own} is conditioned by the model's trained projector; the others make "
-                                          "music from the reply's text (caption mode) and load on first use")
-                edit = gr.Dropdown([NO_EDIT], value=NO_EDIT, label="Edit a generated track")
-            with gr.Row():
-                duration = gr.Slider(1, limits.max_duration, value=10, step=0.5, label="Duration (s)")
-                seed = gr.Number(0, precision=0, minimum=0, label="Seed")
-                random_seed = gr.Checkbox(False, label="Random seed")
-                fit_video = gr.Checkbox(True, label="Match a video's length")
-            with gr.Row():
-                guidance = gr.Slider(1, 10, value=3, step=0.5, label="Guidance")
-                temperature = gr.Slider(0, 2, value=0, step=0.05, label="Text temperature (0 = greedy)")
-                top_p = gr.Slider(0.05, 1, value=1, step=0.05, label="Text top-p")
-                steps = gr.Slider(5, 200, value=25, step=1, label="AudioLDM2 steps", interactive=own == "audioldm2",
-                                  info="diffusion steps; used only when the decoder is audioldm2")
-        with gr.Accordion("Exact edits of the chosen track (no model: tempo, pitch, trim, fades, loop, loudness)",
-                          open=False):
-            with gr.Row():
-                tempo = gr.Slider(0.5, 2, value=1, step=0.05, label="Tempo x")
-                semitones = gr.Slider(-12, 12, value=0, step=1, label="Semitones")
-                trim = gr.Textbox(label="Trim START:END (s or m:ss)", placeholder="e.g. 0:8")
-            with gr.Row():
-                fade_in = gr.Slider(0, 10, value=0, step=0.1, label="Fade in (s)")
-                fade_out = gr.Slider(0, 10, value=0, step=0.1, label="Fade out (s)")
-                loop = gr.Slider(1, 16, value=1, step=1, label="Loop x")
-                loudness = gr.Number(None, label="Loudness (LUFS, empty = keep)")
-            apply_edit = gr.Button("Apply exact edits")
-        gr.Examples([[m] for m in EXAMPLE_MESSAGES], inputs=[box], label="Try one (fills the input box)")
+                stop_button = gr.Button("Stop", variant="stop")
+                retry_button = gr.Button("Retry")
+                undo_button = gr.Button("Undo")
+                gr.ClearButton([chat, box, session], value="Clear")  # a cleared chat starts a new conversation
+        with gr.Tab("Score a video"):
+            _score_tab(pipeline)
         # New controls go last, so API callers passing the earlier ones positionally keep working.
         controls = [music, duration, seed, random_seed, guidance, temperature, top_p, steps, edit, fit_video, decoder]
-        with gr.Row():
-            stop_button = gr.Button("Stop", variant="stop")
-            retry_button = gr.Button("Retry")
-            undo_button = gr.Button("Undo")
-            gr.ClearButton([chat, box, session], value="Clear")  # a cleared chat starts a new conversation
         outputs = [chat, box, session, edit]
         decoder.change(steps_slider, decoder, steps, api_name=False, queue=False)
 

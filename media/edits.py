@@ -44,21 +44,39 @@ def _check(name: str, value: float, bounds: tuple[float, float]) -> None:
 
 def change_tempo(wav: np.ndarray, sr: int, rate: float) -> np.ndarray:
     """Play `rate` times faster keeping pitch (WSOLA); output length is round(len / rate)."""
-    # Own WSOLA: audiotsm (last release 2017) runs on numpy 2 but drops the final partial frame (1 s clips come out
-    # ~7% short), and librosa only has a phase vocoder, which smears transients.
     x = _audio(wav)
     _check("rate", rate, TEMPO_RANGE)
     if rate == 1.0:
         return x.copy()
+    n_out = max(1, round(x.shape[-1] / rate))
+    return warp(x, sr, np.array([0.0, 1.0]), np.array([0.0, rate]), n_out)
+
+
+def warp(wav: np.ndarray, sr: int, out_points: np.ndarray, in_points: np.ndarray, n_out: int) -> np.ndarray:
+    """Time-warp keeping pitch (WSOLA): output sample m plays input sample map(m), `n_out` samples long.
+
+    map is piecewise linear through (out_points[i], in_points[i]) (in samples, increasing), extended past the last
+    point with the last slope; change_tempo is the one-segment case map(m) = m * rate.
+    """
+    # Own WSOLA: audiotsm (last release 2017) runs on numpy 2 but drops the final partial frame (1 s clips come out
+    # ~7% short), and librosa only has a phase vocoder, which smears transients.
+    x = _audio(wav)
+    out_points, in_points = np.asarray(out_points, dtype=np.float64), np.asarray(in_points, dtype=np.float64)
+    if len(out_points) < 2 or np.any(np.diff(out_points) <= 0) or np.any(np.diff(in_points) < 0):
+        raise ValueError("warp points must be at least two, with output points increasing and input not decreasing")
     n_in = x.shape[-1]
-    n_out = max(1, round(n_in / rate))
     frame = 2 * round(0.025 * sr)  # 50 ms Hann frames at 50% overlap: the periodic Hann sums to exactly 1
     hop, tol = frame // 2, frame // 4  # +-12.5 ms search covers periods down to 40 Hz
     n_frames = math.ceil((n_out + hop) / hop) + 1
-    nominal = tol + np.round(np.arange(n_frames) * hop * rate).astype(int)
-    # Front padding of hop + tol maps output sample m to input sample m * rate at frame centres; the back padding
+    centres = np.arange(n_frames) * hop
+    slope = (in_points[-1] - in_points[-2]) / (out_points[-1] - out_points[-2])
+    mapped = np.interp(centres, out_points, in_points)
+    beyond = centres > out_points[-1]
+    mapped[beyond] = in_points[-1] + (centres[beyond] - out_points[-1]) * slope
+    nominal = tol + np.round(mapped).astype(int)
+    # Front padding of hop + tol maps output sample m to input sample map(m) at frame centres; the back padding
     # leaves room for the last search window and for the previous frame's successor (a hop past it).
-    pad_back = max(0, int(nominal[-1]) + tol + frame + hop - (hop + tol + n_in)) + 1
+    pad_back = max(0, int(nominal.max()) + tol + frame + hop - (hop + tol + n_in)) + 1
     xp = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(hop + tol, pad_back)])
     mono = _mono(xp)
     pos = nominal.copy()

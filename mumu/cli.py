@@ -1,4 +1,4 @@
-"""`python -m mumu`: command-line entry points (chat, info, edit, features, train, convert-upstream)."""
+"""`python -m mumu`: the command-line entry points (chat, info, edit, score-video, eval, features, train, convert)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -16,12 +17,15 @@ from media.audio_out import FORMATS
 from media.edit_file import edit_file
 from media.edits import EditPlan, parse_trim
 from media.errors import MediaError
+from media.score_mix import DuckSettings
 from mumu.config import CONDITIONING_MODES, DEVICE_MAPS, QUANTIZE_MODES
 from mumu.decoding import MUSIC_MODES
+from mumu.eval import cli as evaluation
 from mumu.info import format_report, report
 from mumu.model_source import MODEL_ENV, LoadOptions, choose_model, fitted, load_pipeline, peek_config
 from mumu.pipeline import ChatOptions
 from mumu.profiles import PROFILES, get_profile
+from mumu.scoring import STEM_FORMATS, ScoreSettings, compose_for_video, parse_hit_points, score_video
 from mumu.training import run as training
 
 MODEL_HELP = "MuMu checkpoint directory, its Hub id, or a published M2UGen id"
@@ -88,8 +92,62 @@ def _parser() -> argparse.ArgumentParser:
     edit.add_argument("--gain", type=float, default=0.0, help="dB")
     edit.add_argument("--loudness", type=float, help="target integrated loudness in LUFS (peak-safe)")
     edit.add_argument("--bit-depth", type=int, choices=(16, 24), default=16)
+    _add_score_video(commands)
     training.add_commands(commands)
+    evaluation.add_command(commands)
     return parser
+
+
+def _add_score_video(commands: argparse._SubParsersAction) -> None:
+    score = commands.add_parser(
+        "score-video", help="fit music to a video: downbeats on the cuts, ducked under speech, muxed",
+        description="Writes OUT.mp4 (the clip with its new soundtrack), OUT.music.wav (the music stem), "
+        "OUT.cues.json and OUT.cues.csv (hit points, cuts, speech, beats before and after fitting).",
+    )
+    score.add_argument("--video", required=True, type=Path)
+    music = score.add_mutually_exclusive_group(required=True)
+    music.add_argument("--music", type=Path, help="a track to fit to the clip")
+    music.add_argument("--prompt", help="have the model make the music (it sees the clip), as long as the clip")
+    score.add_argument("--out", required=True, type=Path, help="the scored video (.mp4)")
+    score.add_argument("--hit-points", default="auto", help="auto (the scene cuts), none, or seconds: 1.5,4,7.25")
+    score.add_argument("--duck", type=float, default=12.0, help="dB the music dips under speech (0 = off)")
+    score.add_argument("--keep-original-audio", action="store_true", help="mix the clip's own audio in (and duck)")
+    score.add_argument("--loudness", type=float, default=-14.0, help="integrated loudness of the result, LUFS")
+    score.add_argument("--stem-format", choices=STEM_FORMATS, default="wav")
+    score.add_argument("--seed", type=int, default=0, help="with --prompt")
+    source = score.add_mutually_exclusive_group()
+    source.add_argument("--profile", choices=sorted(PROFILES), default="tiny", help="with --prompt")
+    source.add_argument("--checkpoint", help="with --prompt: MuMu checkpoint directory or Hub id")
+    score.add_argument("--json", action="store_true", help="print one JSON object (the cue sheet)")
+
+
+def _score_video(args: argparse.Namespace) -> dict:
+    settings = ScoreSettings(hit_points=parse_hit_points(args.hit_points), duck=DuckSettings(depth_db=args.duck),
+                             keep_original_audio=args.keep_original_audio, loudness_lufs=args.loudness,
+                             stem_format=args.stem_format).validate()
+    music: Path | tuple = args.music
+    if args.prompt is not None:
+        from mumu.pipeline import MuMuPipeline
+
+        print("loading model...", file=sys.stderr, flush=True)
+        with tempfile.TemporaryDirectory() as scratch:
+            pipeline = (MuMuPipeline.from_pretrained(args.checkpoint, out_dir=scratch) if args.checkpoint
+                        else MuMuPipeline.from_profile(args.profile, out_dir=scratch))
+            print("composing...", file=sys.stderr, flush=True)
+            music = compose_for_video(pipeline, args.video, args.prompt, args.seed)
+    return score_video(args.video, music, args.out, settings).report()
+
+
+def _print_score(data: dict) -> None:
+    before, after = data["scores"]["before"], data["scores"]["after"]
+    print(f"{data['outputs']['video']}: {data['clip']['duration']} s, {len(data['hit_points'])} hit points, "
+          f"{len(data['music']['after']['missed'])} missed; BHS {_pct(before['bhs'])} -> {_pct(after['bhs'])}, "
+          f"BCS {_pct(before['bcs'])} -> {_pct(after['bcs'])}; {data['mix']['loudness_lufs']} LUFS; "
+          f"stem {data['outputs']['stem']}")
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
 def _edit(args: argparse.Namespace) -> dict:
@@ -143,11 +201,21 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(data))
             else:
                 print(data["text"] + (f"\n[music: {data['audio']}]" if data["audio"] else ""))
+        elif args.command == "score-video":
+            data = _score_video(args)
+            if args.json:
+                print(json.dumps(data))
+            else:
+                _print_score(data)
         elif args.command == "features":
             print(json.dumps(training.features_command(args)))
         elif args.command == "train":
             summary = training.train_command(args)
             if summary is not None:  # under `accelerate launch`, only the main process reports
+                print(json.dumps(summary))
+        elif args.command == "eval":
+            summary = evaluation.eval_command(args)
+            if summary is not None:
                 print(json.dumps(summary))
         else:
             print(json.dumps(_edit(args)))

@@ -27,6 +27,7 @@ from media.edits import EditPlan
 from media.errors import MediaError
 from media.files import MediaKind, accepted, detect_kind
 from media.mux import mux_music
+from media.video_analysis import analyze_video
 from media.video_io import video_duration
 from mumu.builder import build_model
 from mumu.checkpoint import from_pretrained as load_checkpoint
@@ -38,6 +39,8 @@ from mumu.modeling import MediaFeatures, MuMuModel
 from mumu.profiles import get_profile
 from mumu.projector import check_streams
 from mumu.prompting import Message, fit_context
+from mumu.scoring import RATE as SCORE_RATE
+from mumu.scoring import fit_for_video
 from mumu.streaming import Cancelled, TextStream, byte_fallback_tokens
 
 KIND_TO_MODALITY: dict[MediaKind, Modality] = {"audio": "music", "image": "image", "video": "video"}
@@ -52,7 +55,8 @@ StageCallback = Callable[[Stage], None]
 class ChatOptions:
     """Per-turn controls: music mode, text sampling, and the decoder's settings (duration, seed, guidance...).
 
-    fit_video: with a video active, the music lasts as long as the clip (capped at the decoder's maximum).
+    fit_video: with a video active, the music lasts as long as the clip (capped at the decoder's maximum) and is
+    fitted to it: downbeats on its cuts, its exact length, a musical ending (mumu.scoring.fit_for_video).
     decoder: which music decoder (one of MuMuPipeline.decoder_choices); None = the model's own. Any other one runs
     in caption mode, since the output projector was trained for the model's own decoder only.
     conditioning: "embeddings" or "caption" (see PipelineConfig.conditioning); None = the config's.
@@ -281,10 +285,12 @@ class MuMuPipeline:
             audio = decoder.generate(cond, settings, source)
         reply.timings["decoder"] = time.perf_counter() - tick
         reply.notes.extend(audio.info.get("notes", []))
+        if video is not None and options.fit_video:
+            audio = self._fit_to_video(video, audio, reply)
         written = self._write_track(conv, turn, reply, audio, settings.seed, plan, prompt_text)
         if written.levelling is not None and written.levelling.note():
             reply.notes.append(written.levelling.note())
-        reply.info = {"decoder": plan.kind, "conditioning": plan.mode, **({"caption": cond.caption}
+        reply.info = {**reply.info, "decoder": plan.kind, "conditioning": plan.mode, **({"caption": cond.caption}
                       if plan.mode == "caption" else {}), "decoder_info": audio.info}
         if video is not None:
             tick = time.perf_counter()
@@ -292,6 +298,16 @@ class MuMuPipeline:
             reply.video = str(mux_music(video.path, written.waveform, written.sample_rate,
                                         written.path.with_suffix(".mp4")))
             reply.timings["mux"] = time.perf_counter() - tick
+
+    def _fit_to_video(self, video: MediaItem, audio: DecodedAudio, reply: Reply) -> DecodedAudio:
+        """The track fitted to the clip (downbeats on its cuts, its exact length, a musical ending)."""
+        tick = time.perf_counter()
+        clip = analyze_video(video.path, self.config.limits, speech=False)  # the chat replaces the clip's audio
+        scored = fit_for_video(clip, audio.waveform, audio.sample_rate)
+        reply.info["score"] = {"cuts": clip.cuts, "hits": list(scored.fitted.hits), "missed": scored.fitted.missed,
+                               "ending": scored.fitted.ending, "scores": scored.scores}
+        reply.timings["fit"] = time.perf_counter() - tick
+        return replace(audio, waveform=scored.fitted.waveform, sample_rate=SCORE_RATE)
 
     def _music_settings(self, decoder: MusicDecoder, options: ChatOptions, video: MediaItem | None,
                         source_item: MediaItem | None) -> tuple[SamplingSettings, EditSource | None]:

@@ -53,3 +53,32 @@ def test_attach_audio_send_and_find_a_player(url, tmp_path):
     if target := os.environ.get("MUMU_SCREENSHOT_TO"):  # how the README's screenshot is made
         Path(target).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, target)
+
+
+def test_score_a_video_tab(url, tmp_path):
+    from bench.video_scoring import SR, click_track, make_clip
+
+    clip = make_clip(tmp_path / "clip.mp4", 4.0, [2.16], speech=(0.5, 1.5), size=(160, 96))
+    track = tmp_path / "beat.wav"
+    sf.write(track, click_track(120.0, 4.0)[0], SR)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 1400})
+        page.goto(url)
+        page.wait_for_selector("#banner", timeout=30_000)
+        page.get_by_role("tab", name="Score a video").click()
+        page.locator("#score-video-in input[type=file]").set_input_files(str(clip))
+        page.locator("#score-music-in input[type=file]").set_input_files(str(track))
+        page.wait_for_selector("#score-music-in audio, #score-music-in [data-testid^='waveform']", timeout=30_000)
+        page.locator("#score-run").click()
+        page.wait_for_selector("#score-timeline img", timeout=120_000)  # the timeline picture is shown...
+        page.wait_for_selector("#score-video-out video", timeout=30_000)  # ...and the scored clip offered
+        assert page.locator("#score-timeline img").evaluate("img => img.naturalWidth") == 1200
+        assert page.get_by_label("Hit points").input_value() == "2.16"  # the cuts, ready to edit
+        shot = tmp_path / "score.png"
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert shot.stat().st_size > 10_000
+    if target := os.environ.get("MUMU_SCORE_SCREENSHOT_TO"):  # how the README's Score-a-video screenshot is made
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, target)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from demo.gpu import MAX_SECONDS, MIN_SECONDS, gpu_seconds, on_gpu, turn_seconds
+from demo.gpu import MAX_SECONDS, MIN_SECONDS, SCORE_SECONDS, gpu_seconds, on_gpu, turn_seconds
 from demo.session import new_session
 from mumu.pipeline import MuMuPipeline
 
@@ -89,7 +89,8 @@ def test_the_demo_reserves_per_call_for_chat_and_retry(pipeline, monkeypatch):
     fake.GPU = lambda duration: estimates.append(duration) or (lambda fn: fn)
     monkeypatch.setitem(sys.modules, "spaces", fake)
     build_demo(pipeline)
-    chat, retry = estimates
+    score, chat, retry = estimates  # the Score-a-video tab is laid out before the chat's events are wired
+    assert score == SCORE_SECONDS
     expected = gpu_seconds("always", 30.0, "audioldm2", 50, loaded=False)  # this pipeline never loads it
     controls = ("always", 30.0, 0, False, 3.0, 0.0, 1.0, 50, "(none)", True, "audioldm2")
     assert chat({"text": "hi", "files": []}, [], None, *controls) == expected

@@ -1,0 +1,1 @@
+"""`python -m mumu eval`: benchmark tasks, the metrics the field compares on, and the resumable runner."""
