@@ -35,7 +35,7 @@ def song(tmp_path):
 
 
 def _spy_prompts(pipeline, monkeypatch):
-    import mumu.pipeline as module
+    import mumu.scheduler as module
 
     seen = []
     real = module.generate
@@ -203,7 +203,7 @@ def test_pipeline_and_cli_load_a_saved_checkpoint(tmp_path, capsys):
 
 
 def test_stream_reraises_worker_errors_in_the_caller(pipeline, monkeypatch):
-    import mumu.pipeline as module
+    import mumu.scheduler as module
 
     def broken(*args, **kwargs):
         raise RuntimeError("decoder exploded")
