@@ -12,6 +12,7 @@ from demo.session import Session, new_session
 from generation.config import SamplingSettings
 from media.edits import EditPlan, parse_trim
 from mumu.pipeline import ChatOptions, MuMuPipeline
+from mumu.scheduler import Busy, TurnInProgress
 
 NO_EDIT = "(none)"
 MAKING_MUSIC = "_generating music..._"
@@ -68,7 +69,7 @@ def respond(
                 session.marks.append(mark)
                 session.sent.append(message)
         yield history, gr.MultimodalTextbox(value=None, interactive=True), session, _track_choices(session)
-    except (ValueError, OSError) as e:  # MediaError is a ValueError: bad input is the user's to fix
+    except (ValueError, OSError, Busy, TurnInProgress) as e:  # MediaError is a ValueError; busy: try again later
         raise gr.Error(str(e)) from e
 
 
