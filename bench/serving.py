@@ -88,7 +88,7 @@ def measure(pipeline: MuMuPipeline, k: int, tokens: int, repeats: int) -> dict[s
             wall, texts[name], latencies = run(pipeline, k, tokens)
             best[name] = min(best[name], (wall, texts[name], latencies), key=lambda r: r[0])
         identical &= texts["serial"] == texts["concurrent"]
-    batches = pipeline.scheduler.batch_sizes[sizes_before:]
+    batches = list(pipeline.scheduler.batch_sizes)[sizes_before:]
     row: dict[str, Any] = {"k": k, "identical": identical, "largest_batch": max(batches)}
     for name, (wall, _, latencies) in best.items():
         row[name] = {"wall_s": wall, "tokens_per_s": k * tokens / wall, "p50_s": float(np.percentile(latencies, 50)),

@@ -13,7 +13,7 @@ What a row gets is what it would get alone:
 - music: the states that condition the decoder are recomputed by one single-row forward over prompt + reply
   (decoding.audio_states), so they are bit for bit those of the same reply alone;
 - a stop or a failing callback ends its own row only; a batch that fails as a whole is retried row by row, so a bad
-  row fails alone.
+  row fails alone (a retried row's stream goes on where it was, without repeating a token).
 
 Fairness and limits: rows are served in arrival order; more than `max_queue` waiting rows are refused with `Busy`;
 a conversation may have one turn in flight (`turn`), a second one is refused with `TurnInProgress`. With batching
@@ -56,13 +56,18 @@ class _Row:
     finished: threading.Event = field(default_factory=threading.Event)
     result: Generated | None = None
     error: BaseException | None = None
+    seen: int = 0  # tokens decoded in the current attempt
+    delivered: int = 0  # tokens handed to on_token over all attempts
 
     def stopped(self) -> bool:
         return self.stop is not None and self.stop.is_set()
 
     def on_row_token(self, row: int, token: int) -> None:
-        if self.on_token is not None:
+        # A row retried alone after its batch failed decodes the same tokens again: its stream goes on where it was.
+        self.seen += 1
+        if self.seen > self.delivered and self.on_token is not None:
             self.on_token(0, token)
+        self.delivered = max(self.delivered, self.seen)
 
 
 class TurnScheduler:
@@ -73,7 +78,7 @@ class TurnScheduler:
         self.model, self.lock = model, lock
         self.window_s, self.max_batch, self.max_queue = window_s, max_batch, max_queue
         self.batching = batching
-        self.batch_sizes: list[int] = []  # size of every batch decoded so far (what tests and benches read)
+        self.batch_sizes: collections.deque[int] = collections.deque(maxlen=1024)  # the last batches' sizes
         self._queue: collections.deque[_Row] = collections.deque()
         self._cond = threading.Condition()
         self._in_flight: set[str] = set()
@@ -181,6 +186,8 @@ class TurnScheduler:
     def _decode_batch(self, rows: list[_Row]) -> None:
         media = MediaFeatures(**{m: [getattr(row.media, m)[0] if getattr(row.media, m) else None for row in rows]
                                  for m in MODALITIES})
+        for row in rows:
+            row.seen = 0
         with self.lock:
             self.batch_sizes.append(len(rows))
             results = generate(self.model, [row.prompt for row in rows], media, [row.settings for row in rows],

@@ -102,10 +102,10 @@ def _same(alone, together):
 def test_concurrent_turns_equal_the_same_turns_alone(pipeline, media):
     turns = _turns(media)
     alone = [_run(pipeline, turn) for turn in turns]
-    assert pipeline.scheduler.batch_sizes == [1, 1, 1, 1]
+    assert list(pipeline.scheduler.batch_sizes) == [1, 1, 1, 1]
     assert alone[3][2] is not None and alone[2][0].text != alone[0][0].text
     together = _concurrently(pipeline, turns)
-    assert pipeline.scheduler.batch_sizes[4:] == [4]  # one batch: the four rows decoded together
+    assert list(pipeline.scheduler.batch_sizes)[4:] == [4]  # one batch: the four rows decoded together
     for a, t in zip(alone, together, strict=True):
         _same(a, t)
 
@@ -114,7 +114,7 @@ def test_a_stopped_or_failing_row_leaves_the_others_intact(pipeline, media):
     turns = _turns(media)[:3]
     alone = [_run(pipeline, turn) for turn in turns]
     together = _concurrently(pipeline, turns, {0: {"stop_after": 1}, 1: {"fail_after": 2}})
-    assert pipeline.scheduler.batch_sizes[3:] == [3]
+    assert list(pipeline.scheduler.batch_sizes)[3:] == [3]
     stopped, failed = together[0], together[1]
     assert isinstance(stopped[0], Cancelled) and stopped[3].messages == [] and stopped[3].turns == 0
     assert isinstance(failed[0], RuntimeError) and "went away" in str(failed[0]) and failed[3].messages == []
@@ -145,7 +145,7 @@ def test_a_row_that_breaks_the_batch_fails_alone(pipeline):
         t.join(timeout=60)
     assert isinstance(outcome["bad"], Exception)
     assert outcome["good"].token_ids == alone.token_ids
-    assert scheduler.batch_sizes == [1, 2, 1, 1]  # the batch failed, then each row ran alone
+    assert list(scheduler.batch_sizes) == [1, 2, 1, 1]  # the batch failed, then each row ran alone
 
 
 def test_a_full_queue_refuses_cleanly_and_the_queued_turns_finish(pipeline):
@@ -158,7 +158,7 @@ def test_a_full_queue_refuses_cleanly_and_the_queued_turns_finish(pipeline):
                for _ in range(2)]
     with scheduler.lock:  # the model is busy: the first turn waits for it, the second one waits in the queue
         threads[0].start()
-        _until(lambda: scheduler.batch_sizes == [] and scheduler.waiting == 0 and scheduler._worker is not None)
+        _until(lambda: list(scheduler.batch_sizes) == [] and scheduler.waiting == 0 and scheduler._worker is not None)
         threads[1].start()
         _until(lambda: scheduler.waiting == 1)
         with pytest.raises(Busy, match="busy: 1 turns are waiting already; try again in a moment"):
@@ -198,3 +198,37 @@ def _until(condition, seconds=30.0):
             return
         threading.Event().wait(0.01)
     raise AssertionError("timed out waiting for the scheduler")
+
+
+def test_a_batch_failing_midway_is_retried_row_by_row_and_streams_do_not_repeat(pipeline):
+    model, scheduler = pipeline.model, pipeline.scheduler
+    none = MediaFeatures(music=[None], image=[None], video=[None])
+    settings = GenerationSettings(max_new_tokens=8, music="never")
+    prompts = [prompt_ids(model, "calm piano"), prompt_ids(model, "loud drums and a bass line")]
+    alone = [scheduler.submit(p, none, settings).token_ids for p in prompts]
+    steps = []
+
+    def fail_on_the_fourth_batched_step(module, args, out):
+        if out.shape[0] == 2:
+            steps.append(1)
+            if len(steps) == 4:
+                raise RuntimeError("out of memory (simulated)")
+
+    handle = model.llm.get_output_embeddings().register_forward_hook(fail_on_the_fourth_batched_step)
+    scheduler.window_s, scheduler.max_batch = 10.0, 2
+    streamed, results = [[], []], [None, None]
+
+    def work(i):
+        results[i] = scheduler.submit(prompts[i], none, settings, on_token=lambda row, t: streamed[i].append(t))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    finally:
+        handle.remove()
+    assert list(scheduler.batch_sizes)[2:] == [2, 1, 1]
+    for i in range(2):
+        assert results[i].token_ids == alone[i] and streamed[i] == alone[i]  # each token streamed exactly once
