@@ -155,13 +155,14 @@ def _row_settings(settings: GenerationSettings | Sequence[GenerationSettings] | 
 def generate(
     model: MuMuModel, prompts: list[list[int]], media: MediaFeatures | None = None,
     settings: GenerationSettings | Sequence[GenerationSettings] | None = None,
-    on_token: Callable[[int, int], None] | None = None,
+    on_token: Callable[[int, int], None] | None = None, on_done: Callable[[int, Generated], None] | None = None,
 ) -> list[Generated]:
     """Continue each prompt (left-padded batch) until EOS or its max_new_tokens.
 
     settings: one for every row, or one per row (music mode, sampling, seed and token budget are per row; each
     seeded row samples from its own generator).
     on_token(row, id) sees each token; an exception it raises ends that row only (its Generated.error holds it).
+    on_done(row, result) gets each row's result as soon as that row ends, while the others go on.
     """
     rows_settings = _row_settings(settings, len(prompts))
     use_cache = rows_settings[0].use_cache
@@ -176,6 +177,7 @@ def generate(
             for row in rows_settings]
     cache = DynamicCache() if use_cache else None
     feed, seen = ids, 0
+    reported: set[int] = set()
     inputs = model.modality_inputs(media, len(prompts))
     # The projector-source states (by default the final-norm output) the training forward gathers too.
     with model.injection.inject(inputs, len(prompts)), module_outputs(model.projector_source) as hidden:
@@ -191,6 +193,10 @@ def generate(
             chosen = rows.advance(_choose(logits, ids, rows_settings, rngs), last)
             if on_token is not None:
                 _notify(on_token, rows, before)
+            for b in range(len(prompts)):
+                if on_done is not None and b not in reported and not rows.active(b):
+                    reported.add(b)
+                    on_done(b, _result(model, rows, b))
             ids = torch.cat([ids, chosen[:, None]], dim=1)
             mask = torch.cat([mask, mask.new_ones(len(prompts), 1)], dim=1)
             if not any(rows.active(b) for b in range(len(prompts))):
@@ -199,7 +205,11 @@ def generate(
                 seen, feed = ids.shape[1] - 1, chosen[:, None]
             else:
                 feed = ids
-    return [_result(model, rows, b) for b in range(len(prompts))]
+    results = [_result(model, rows, b) for b in range(len(prompts))]
+    if on_done is not None:
+        for b in sorted(set(range(len(prompts))) - reported):  # max_new_tokens of 0
+            on_done(b, results[b])
+    return results
 
 
 def _notify(on_token: Callable[[int, int], None], rows: _Rows, before: list[int]) -> None:

@@ -4,7 +4,8 @@ Each `chat` hands its row (prompt, media, sampling settings, streaming callback,
 One worker thread takes the oldest waiting row plus every row that arrives within `window_s` of it (at most
 `max_batch`), and decodes them as one left-padded batch with the KV cache (mumu.decoding.generate): a batch of rows
 costs little more than one row, since decoding is bound by reading the weights. Rows arriving while a batch runs
-form the next batch (batching per window: a finished row keeps its slot, fed EOS, until the batch's last row ends).
+form the next batch (batching per window). A row's reply goes back to its caller as soon as the row ends; its slot
+is fed EOS until the batch's last row ends (rows do not join or leave a running batch).
 
 What a row gets is what it would get alone:
 - tokens and text: each row keeps its own settings and, when seeded, samples from its own generator; the logits of
@@ -174,8 +175,8 @@ class TurnScheduler:
                 self._decode_batch(live)
             except Exception:  # noqa: BLE001 -- a row broke the batch: decoded one by one, only that row fails
                 for row in live:
-                    row.result = None
-                    self._decode_alone(row)
+                    if not row.finished.is_set():  # rows that ended before the failure have their reply already
+                        self._decode_alone(row)
 
     def _decode_alone(self, row: _Row) -> None:
         try:
@@ -190,10 +191,16 @@ class TurnScheduler:
             row.seen = 0
         with self.lock:
             self.batch_sizes.append(len(rows))
-            results = generate(self.model, [row.prompt for row in rows], media, [row.settings for row in rows],
-                               on_token=lambda b, token: rows[b].on_row_token(b, token))
-            for row, result in zip(rows, results, strict=True):
-                if result.audio_hidden is not None and result.error is None:
-                    result.audio_hidden = audio_states(self.model, row.prompt, result.token_ids, row.media)
-        for row, result in zip(rows, results, strict=True):
-            row.result, row.error = (None, result.error) if result.error is not None else (result, None)
+            generate(self.model, [row.prompt for row in rows], media, [row.settings for row in rows],
+                     on_token=lambda b, token: rows[b].on_row_token(b, token),
+                     on_done=lambda b, result: self._finish(rows[b], result))
+
+    def _finish(self, row: _Row, result: Generated) -> None:
+        """Hand a row its reply as soon as it ends (its caller goes on while the batch's other rows decode)."""
+        if result.error is not None:
+            row.error = result.error
+        else:
+            if result.audio_hidden is not None:
+                result.audio_hidden = audio_states(self.model, row.prompt, result.token_ids, row.media)
+            row.result = result
+        row.finished.set()

@@ -232,3 +232,30 @@ def test_a_batch_failing_midway_is_retried_row_by_row_and_streams_do_not_repeat(
     assert list(scheduler.batch_sizes)[2:] == [2, 1, 1]
     for i in range(2):
         assert results[i].token_ids == alone[i] and streamed[i] == alone[i]  # each token streamed exactly once
+
+
+def test_a_short_reply_returns_while_a_longer_one_still_decodes(pipeline):
+    model, scheduler = pipeline.model, pipeline.scheduler
+    none = MediaFeatures(music=[None], image=[None], video=[None])
+    scheduler.window_s, scheduler.max_batch = 10.0, 2
+    short_back = threading.Event()
+    seen_while_decoding = []
+    results = {}
+
+    def short():
+        results["short"] = scheduler.submit(prompt_ids(model, "hi"), none, GenerationSettings(max_new_tokens=2))
+        short_back.set()
+
+    def long():
+        results["long"] = scheduler.submit(prompt_ids(model, "tell me more"), none,
+                                           GenerationSettings(max_new_tokens=30, music="never"),
+                                           on_token=lambda row, t: seen_while_decoding.append(short_back.wait(0.5)))
+
+    threads = [threading.Thread(target=short), threading.Thread(target=long)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert list(scheduler.batch_sizes) == [2]
+    assert len(results["short"].token_ids) <= 2 and len(results["long"].token_ids) > 2
+    assert len(seen_while_decoding) > 2 and seen_while_decoding[-1]  # the short caller had its reply mid-batch
