@@ -40,9 +40,9 @@ def _spy_prompts(pipeline, monkeypatch):
     seen = []
     real = module.generate
 
-    def spy(model, prompts, media=None, settings=None, on_token=None):
+    def spy(model, prompts, media=None, settings=None, **callbacks):
         seen.append((prompts[0], media))
-        return real(model, prompts, media, settings, on_token=on_token)
+        return real(model, prompts, media, settings, **callbacks)
 
     monkeypatch.setattr(module, "generate", spy)
     return seen
