@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -69,3 +70,19 @@ def on_gpu(fn: Callable[..., Any], duration: Callable[..., int] | int = 120) -> 
     except ImportError:
         return fn
     return spaces.GPU(duration=duration)(fn)
+
+
+def zero_gpu() -> bool:
+    """Whether this runs on a ZeroGPU Space (the `spaces` package reads the same variable)."""
+    return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
+
+
+def chat_concurrency(pipeline: MuMuPipeline) -> int:
+    """How many chat calls Gradio lets run at once, and the scheduler's mode to match.
+
+    Off ZeroGPU, concurrent calls reach the turn scheduler, which decodes them as one batch: two batches' worth may
+    run (one decoding, the next one gathering). On ZeroGPU every call gets its own GPU slice in its own process, so
+    the scheduler stays out of the way (each turn decodes alone in its call) and Gradio alone bounds the calls.
+    """
+    pipeline.scheduler.batching = not zero_gpu()
+    return 2 * pipeline.config.pipeline.max_batch

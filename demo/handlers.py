@@ -14,6 +14,7 @@ from demo.session import Session, new_session
 from generation.config import SamplingSettings
 from media.edits import EditPlan, parse_trim
 from mumu.pipeline import ChatOptions, MuMuPipeline
+from mumu.scheduler import Busy, TurnInProgress
 from mumu.scoring import DuckSettings, ScoreSettings, compose_for_video, parse_hit_points, score_video
 from mumu.timeline import timeline_image
 
@@ -72,7 +73,7 @@ def respond(
                 session.marks.append(mark)
                 session.sent.append(message)
         yield history, gr.MultimodalTextbox(value=None, interactive=True), session, _track_choices(session)
-    except (ValueError, OSError) as e:  # MediaError is a ValueError: bad input is the user's to fix
+    except (ValueError, OSError, Busy, TurnInProgress) as e:  # MediaError is a ValueError; busy: try again later
         raise gr.Error(str(e)) from e
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import gradio as gr
 
-from demo.gpu import SCORE_SECONDS, on_gpu, turn_seconds
+from demo.gpu import SCORE_SECONDS, chat_concurrency, on_gpu, turn_seconds
 from demo.handlers import NO_EDIT, edit_exactly, respond, retry, score_clip, undo, unlock_input
 from demo.session import close_session
 from mumu.decoding import MUSIC_MODES
@@ -144,10 +144,12 @@ def build_demo(pipeline: MuMuPipeline, banner: str | None = None) -> gr.Blocks:
         def retry_seconds(history: Any, state: Any, *args: Any) -> int:
             return turn_seconds(pipeline, state.sent[-1] if state is not None and state.sent else None, state, *args)
 
+        # Chat and retry share one concurrency group: concurrent turns reach the turn scheduler together.
+        concurrency = chat_concurrency(pipeline)
         sent = box.submit(on_gpu(_bound(respond, pipeline), chat_seconds), [box, chat, session, *controls], outputs,
-                          api_name="chat", concurrency_limit=1)
+                          api_name="chat", concurrency_limit=concurrency, concurrency_id="turns")
         again = retry_button.click(on_gpu(_bound(retry, pipeline), retry_seconds), [chat, session, *controls],
-                                   outputs, api_name="retry", concurrency_limit=1)
+                                   outputs, api_name="retry", concurrency_limit=concurrency, concurrency_id="turns")
         undo_button.click(partial(undo, pipeline), [chat, session], [chat, session, edit], api_name="undo")
         apply_edit.click(partial(edit_exactly, pipeline),
                          [chat, session, edit, tempo, semitones, trim, fade_in, fade_out, loop, loudness],

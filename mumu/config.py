@@ -147,9 +147,19 @@ class PipelineConfig:
     feature_cache_size: int = 64
     output_lufs: float | None = -14.0
     conditioning: ConditioningMode = "embeddings"
+    # The turn scheduler (mumu/scheduler.py): turns arriving within batch_window_ms of the oldest waiting one share
+    # one decoding batch of at most max_batch rows; with max_queue turns waiting, more are refused as busy.
+    batch_window_ms: float = 20.0
+    max_batch: int = 8
+    max_queue: int = 32
 
     def __post_init__(self) -> None:
         check_fields(self)
+        for name, ok, accepted in (("batch_window_ms", 0 <= self.batch_window_ms <= 1000, "in [0, 1000] ms"),
+                                   ("max_batch", 1 <= self.max_batch <= 256, "an integer in [1, 256]"),
+                                   ("max_queue", 1 <= self.max_queue <= 10000, "an integer in [1, 10000]")):
+            if not ok:
+                raise ValueError(f"pipeline.{name}={getattr(self, name)!r} is out of range: expected {accepted}")
 
 
 def check_conditioning(value: str) -> str:

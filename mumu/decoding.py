@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -32,57 +32,68 @@ class GenerationSettings:
 
 @dataclass
 class Generated:
-    """One row's result: new token ids, reply text, and (n_aud, H) predicting states when music was produced."""
+    """One row's result: new token ids, reply text, and (n_aud, H) predicting states when music was produced.
+
+    error: what `on_token` raised for this row (its decoding ended there; the other rows went on), else None.
+    """
 
     token_ids: list[int]
     text: str
     audio_hidden: torch.Tensor | None
     finished: bool
+    error: Exception | None = None
 
 
 class _Rows:
-    """Per-row decoding state: where each row is in the [AUD] sequence, and what it produced."""
+    """Per-row decoding state: each row's settings, where it is in the [AUD] sequence, and what it produced."""
 
     def __init__(
-        self, batch: int, settings: GenerationSettings, audio: list[int], eos: int,
+        self, settings: list[GenerationSettings], audio: list[int], eos: int,
         stop_text: Callable[[list[int]], bool] | None = None,
     ) -> None:
         self.settings, self.audio, self.eos = settings, audio, eos
         self.stop_text = stop_text
+        batch = len(settings)
         self.next_audio = [0] * batch
         self.done = [False] * batch
+        self.errors: list[Exception | None] = [None] * batch
         self.tokens: list[list[int]] = [[] for _ in range(batch)]
         self.hidden: list[list[torch.Tensor]] = [[] for _ in range(batch)]
 
-    def constrain(self, logits: torch.Tensor, remaining: int) -> torch.Tensor:
-        """Mask logits so [AUD] tokens come complete and in order, followed by EOS, as the music mode allows."""
+    def active(self, b: int) -> bool:
+        """Whether row b still decodes: not ended by EOS or its stop rule, not failed, under its token budget."""
+        return not self.done[b] and self.errors[b] is None and len(self.tokens[b]) < self.settings[b].max_new_tokens
+
+    def constrain(self, logits: torch.Tensor, step: int) -> torch.Tensor:
+        """Mask logits so [AUD] tokens come complete and in order, followed by EOS, as each row's music mode allows."""
         n = len(self.audio)
         out = logits.clone()
         for b, k in enumerate(self.next_audio):
+            music = self.settings[b].music
             force = None
             if 0 < k < n:
                 force = self.audio[k]
             elif k == n:
                 force = self.eos
-            elif self.settings.music == "always" and remaining <= n + 1:
+            elif music == "always" and self.settings[b].max_new_tokens - step <= n + 1:
                 force = self.audio[0]
             if force is not None:
                 out[b] = float("-inf")
                 out[b, force] = 0.0
                 continue
             out[b, self.audio[1:]] = float("-inf")
-            if self.settings.music == "never":
+            if music == "never":
                 out[b, self.audio[0]] = float("-inf")
         return out
 
     def advance(self, chosen: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-        """Record each row's token (EOS becomes [AUD0] under music=always) and return the tokens to feed."""
+        """Record each active row's token (EOS becomes [AUD0] under music=always) and return the tokens to feed."""
         fed = chosen.clone()
         for b, token in enumerate(chosen.tolist()):
-            if self.done[b]:
+            if not self.active(b):
                 fed[b] = self.eos
                 continue
-            if token == self.eos and self.settings.music == "always" and self.next_audio[b] == 0:
+            if token == self.eos and self.settings[b].music == "always" and self.next_audio[b] == 0:
                 token = self.audio[0]
                 fed[b] = token
             self.tokens[b].append(token)
@@ -109,58 +120,116 @@ def _left_pad(prompts: list[list[int]], pad: int, device: torch.device) -> tuple
     return ids, mask
 
 
-def _sample(logits: torch.Tensor, ids: torch.Tensor, settings: GenerationSettings, rng: torch.Generator | None):
-    if settings.temperature <= 0:
-        return logits.argmax(-1)
-    logits = TemperatureLogitsWarper(settings.temperature)(ids, logits)
-    if settings.top_p < 1.0:
-        logits = TopPLogitsWarper(settings.top_p)(ids, logits)
-    return torch.multinomial(torch.softmax(logits, -1), 1, generator=rng).squeeze(-1)
+def _choose(logits: torch.Tensor, ids: torch.Tensor, settings: list[GenerationSettings],
+            rngs: list[torch.Generator | None]) -> torch.Tensor:
+    """Each row's next token: greedy, or sampled with the row's own settings and generator.
+
+    A row draws only from its own generator, so a seeded row samples the same tokens whatever rows share its batch.
+    """
+    chosen = logits.argmax(-1)
+    for b, (row, rng) in enumerate(zip(settings, rngs, strict=True)):
+        if row.temperature > 0:
+            scores = TemperatureLogitsWarper(row.temperature)(ids[b : b + 1], logits[b : b + 1])
+            if row.top_p < 1.0:
+                scores = TopPLogitsWarper(row.top_p)(ids[b : b + 1], scores)
+            chosen[b] = torch.multinomial(torch.softmax(scores, -1), 1, generator=rng)[0, 0]
+    return chosen
+
+
+def _row_settings(settings: GenerationSettings | Sequence[GenerationSettings] | None,
+                  rows: int) -> list[GenerationSettings]:
+    if settings is None or isinstance(settings, GenerationSettings):
+        settings = [settings or GenerationSettings()] * rows
+    settings = list(settings)
+    if len(settings) != rows:
+        raise ValueError(f"got {len(settings)} settings for {rows} prompts: give one, or one per prompt")
+    for row in settings:
+        check_choice(row.music, MusicMode, "music")
+    if len({row.use_cache for row in settings}) > 1:
+        raise ValueError("use_cache must be the same for every row of a batch")
+    return settings
 
 
 @torch.no_grad()
 def generate(
     model: MuMuModel, prompts: list[list[int]], media: MediaFeatures | None = None,
-    settings: GenerationSettings | None = None, on_token: Callable[[int, int], None] | None = None,
+    settings: GenerationSettings | Sequence[GenerationSettings] | None = None,
+    on_token: Callable[[int, int], None] | None = None, on_done: Callable[[int, Generated], None] | None = None,
 ) -> list[Generated]:
-    """Continue each prompt (left-padded batch) until EOS or max_new_tokens; on_token(row, id) sees each token."""
-    settings = settings or GenerationSettings()
-    check_choice(settings.music, MusicMode, "music")
+    """Continue each prompt (left-padded batch) until EOS or its max_new_tokens.
+
+    settings: one for every row, or one per row (music mode, sampling, seed and token budget are per row; each
+    seeded row samples from its own generator).
+    on_token(row, id) sees each token; an exception it raises ends that row only (its Generated.error holds it).
+    on_done(row, result) gets each row's result as soon as that row ends, while the others go on.
+    """
+    rows_settings = _row_settings(settings, len(prompts))
+    use_cache = rows_settings[0].use_cache
+    stop_rule = model.config.pipeline.stop_rule
     device = model.device
     ids, mask = _left_pad(prompts, model.ids.pad, device)
-    stop_text = _m2ugen_stop(model) if model.config.pipeline.stop_rule == "m2ugen" else None
-    rows = _Rows(len(prompts), settings, list(model.ids.audio), model.ids.eos, stop_text)
-    rng = None
-    if settings.seed is not None:
-        rng = torch.Generator(device=device).manual_seed(settings.seed)
-    cache = DynamicCache() if settings.use_cache else None
+    stop_text = _m2ugen_stop(model) if stop_rule == "m2ugen" else None
+    rows = _Rows(rows_settings, list(model.ids.audio), model.ids.eos, stop_text)
+    rngs = [None if row.seed is None else torch.Generator(device=device).manual_seed(row.seed)
+            for row in rows_settings]
+    cache = DynamicCache() if use_cache else None
     feed, seen = ids, 0
+    reported: set[int] = set()
     inputs = model.modality_inputs(media, len(prompts))
     # The projector-source states (by default the final-norm output) the training forward gathers too.
     with model.injection.inject(inputs, len(prompts)), module_outputs(model.projector_source) as hidden:
-        for step in range(settings.max_new_tokens):
+        for step in range(max(row.max_new_tokens for row in rows_settings)):
             positions = (mask.cumsum(-1) - 1).clamp_min(0)
             out = model.llm(
                 input_ids=feed, attention_mask=mask, position_ids=positions[:, seen:],
-                past_key_values=cache, use_cache=settings.use_cache, logits_to_keep=1,
+                past_key_values=cache, use_cache=use_cache, logits_to_keep=1,
             )
             last = hidden.pop()[:, -1]
-            logits = rows.constrain(out.logits[:, -1].float(), settings.max_new_tokens - step)
+            logits = rows.constrain(out.logits[:, -1].float(), step)
             before = [len(t) for t in rows.tokens]
-            chosen = rows.advance(_sample(logits, ids, settings, rng), last)
+            chosen = rows.advance(_choose(logits, ids, rows_settings, rngs), last)
             if on_token is not None:
-                for b, count in enumerate(before):
-                    if len(rows.tokens[b]) > count:
-                        on_token(b, rows.tokens[b][-1])
+                _notify(on_token, rows, before)
+            for b in range(len(prompts)):
+                if on_done is not None and b not in reported and not rows.active(b):
+                    reported.add(b)
+                    on_done(b, _result(model, rows, b))
             ids = torch.cat([ids, chosen[:, None]], dim=1)
             mask = torch.cat([mask, mask.new_ones(len(prompts), 1)], dim=1)
-            if all(rows.done):
+            if not any(rows.active(b) for b in range(len(prompts))):
                 break
-            if settings.use_cache:
+            if use_cache:
                 seen, feed = ids.shape[1] - 1, chosen[:, None]
             else:
                 feed = ids
-    return [_result(model, rows, b) for b in range(len(prompts))]
+    results = [_result(model, rows, b) for b in range(len(prompts))]
+    if on_done is not None:
+        for b in sorted(set(range(len(prompts))) - reported):  # max_new_tokens of 0
+            on_done(b, results[b])
+    return results
+
+
+def _notify(on_token: Callable[[int, int], None], rows: _Rows, before: list[int]) -> None:
+    for b, count in enumerate(before):
+        if len(rows.tokens[b]) > count:
+            try:
+                on_token(b, rows.tokens[b][-1])
+            except Exception as e:  # noqa: BLE001 -- not swallowed: it ends this row and is returned as its error
+                rows.errors[b] = e
+
+
+@torch.no_grad()
+def audio_states(model: MuMuModel, prompt: list[int], tokens: list[int], media: MediaFeatures | None) -> torch.Tensor:
+    """(n_aud, H): the states predicting [AUD0..n] of one reply, from one single-row forward over prompt + reply.
+
+    Decoding a batch gives the same tokens, but the float states of a row change in their last bits with the batch's
+    shape (other kernels); recomputed alone, a reply's music conditioning depends only on the reply itself.
+    """
+    ids = torch.tensor([[*prompt, *tokens]], device=model.device)
+    with model.injection.inject(model.modality_inputs(media, 1), 1), \
+            module_outputs(model.projector_source) as hidden:
+        model.llm(input_ids=ids, use_cache=False, logits_to_keep=1)
+    return model.audio_hidden(ids, hidden.pop())[0]
 
 
 def _text(model: MuMuModel, tokens: list[int]) -> str:
@@ -184,4 +253,4 @@ def _result(model: MuMuModel, rows: _Rows, b: int) -> Generated:
     text = text.strip()
     complete = len(rows.hidden[b]) == len(rows.audio)
     audio = torch.stack(rows.hidden[b]) if complete else None
-    return Generated(tokens, text, audio, rows.done[b])
+    return Generated(tokens, text, audio, rows.done[b], rows.errors[b])

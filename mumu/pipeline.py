@@ -1,7 +1,8 @@
 """MuMuPipeline: the one public entry for chatting — conversations with media memory, music on demand, caches.
 
 A turn is a short list of named stages (`chat`): check the request, attach media, build the prompt, generate text,
-make music, commit the turn. Model work is serialised by one lock; conversations are independent.
+make music, commit the turn. Concurrent turns' text is decoded as one batch by the turn scheduler; other model work
+is serialised by one lock; conversations are independent, with one turn in flight each.
 """
 
 from __future__ import annotations
@@ -33,12 +34,13 @@ from mumu.builder import build_model
 from mumu.checkpoint import from_pretrained as load_checkpoint
 from mumu.conversation import Conversation, MediaItem, Modality, PendingTurn
 from mumu.decoder_pool import DecoderPool, MusicPlan, build_seeded_decoder
-from mumu.decoding import Generated, GenerationSettings, MusicMode, generate
+from mumu.decoding import Generated, GenerationSettings, MusicMode
 from mumu.feature_cache import FeatureCache, encode_file, file_digest
 from mumu.modeling import MediaFeatures, MuMuModel
 from mumu.profiles import get_profile
 from mumu.projector import check_streams
 from mumu.prompting import Message, fit_context
+from mumu.scheduler import TurnScheduler
 from mumu.scoring import RATE as SCORE_RATE
 from mumu.scoring import fit_for_video
 from mumu.streaming import Cancelled, TextStream, byte_fallback_tokens
@@ -103,6 +105,8 @@ class MuMuPipeline:
         self.encoder_runs = {"music": 0, "image": 0, "video": 0}
         self.decoders = DecoderPool(self.config, decoder)
         self._lock = threading.RLock()
+        cfg = self.config.pipeline
+        self.scheduler = TurnScheduler(model, self._lock, cfg.batch_window_ms / 1000, cfg.max_batch, cfg.max_queue)
         self._byte_tokens = byte_fallback_tokens(model.tokenizer)
 
     @classmethod
@@ -171,6 +175,8 @@ class MuMuPipeline:
     ) -> Reply:
         """Answer one user turn; the conversation changes only when the turn succeeds.
 
+        Turns of other conversations running at the same time share the text decoding batch (mumu.scheduler).
+
         Args:
             conv: the conversation (from `new_conversation`).
             text: the user's message.
@@ -186,7 +192,15 @@ class MuMuPipeline:
             MediaError: an attached file is unusable or of another kind than its argument.
             ValueError: the message, options, `use` or `edit` are invalid (the message names the value).
             Cancelled: `stop` was set.
+            Busy: too many turns are waiting (try again in a moment).
+            TurnInProgress: this conversation has a turn in flight already.
         """
+        with self.scheduler.turn(conv.id):
+            return self._turn(conv, text, audio, image, video, use, edit, options, on_text, stop, on_stage)
+
+    def _turn(self, conv: Conversation, text: str, audio: str | Path | None, image: str | Path | None,
+              video: str | Path | None, use: dict[str, str] | None, edit: str | None, options: ChatOptions | None,
+              on_text: TextCallback | None, stop: threading.Event | None, on_stage: StageCallback | None) -> Reply:
         options = options or ChatOptions()
         start = time.perf_counter()
         self._check_request(conv, text, options)
@@ -261,9 +275,8 @@ class MuMuPipeline:
                                       temperature=options.temperature, top_p=options.top_p, music=options.music,
                                       seed=options.sampling.seed)
         tick = time.perf_counter()
-        with self._lock:
-            streamer = TextStream(self.model, on_text, stop, self._byte_tokens)
-            result = generate(self.model, [prompt], media, settings, on_token=streamer)[0]
+        streamer = TextStream(self.model, on_text, stop, self._byte_tokens)
+        result = self.scheduler.submit(prompt, media, settings, on_token=streamer, stop=stop)
         streamer.flush()
         reply.timings["llm"] = time.perf_counter() - tick
         reply.text = result.text

@@ -13,6 +13,7 @@ from gradio_client.exceptions import AppError
 from huggingface_hub import constants
 
 from mumu.model_source import MODEL_ENV
+from mumu.pipeline import ChatOptions
 from mumu.upstream.hub import CACHE_ENV
 from tests.serving import running_app
 
@@ -170,3 +171,21 @@ def test_choosing_audioldm2_in_the_demo_makes_music_from_the_reply_text(server):
     assert sf.info(tracks[-1]["value"]).samplerate == 8000
     with pytest.raises(AppError, match="jukebox is not in the list of choices"):  # API callers bypass the dropdown
         _ask(client, "music", (), "always", 1.0, True, "jukebox")
+
+
+@pytest.mark.slow
+def test_two_clients_at_once_share_one_decoding_batch_and_get_their_own_replies(server, monkeypatch):
+    url, pipeline = server
+    texts = ("first client, at the same time", "the second client asks a longer question at the same time")
+    alone = [pipeline.chat(pipeline.new_conversation(), t, options=ChatOptions(music="never")).text for t in texts]
+    scheduler = pipeline.scheduler
+    monkeypatch.setattr(scheduler, "window_s", 30.0)  # the batch waits for both calls (it starts once both arrive)
+    monkeypatch.setattr(scheduler, "max_batch", 2)
+    before = len(scheduler.batch_sizes)
+    jobs = [Client(url, verbose=False).submit({"text": t, "files": []}, [], "never", 1.0, 0, False, 3, 0, 1, 25,
+                                              "(none)", api_name="/chat") for t in texts]
+    histories = [job.result(timeout=120)[0] for job in jobs]
+    assert list(scheduler.batch_sizes)[before:] == [2]
+    for text, expected, history in zip(texts, alone, histories, strict=True):
+        assert {"text": text, "type": "text"} in _parts(history, "user")
+        assert _parts(history, "assistant")[0]["text"] == (expected or "(no text)")

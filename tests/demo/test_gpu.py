@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from demo.gpu import MAX_SECONDS, MIN_SECONDS, SCORE_SECONDS, gpu_seconds, on_gpu, turn_seconds
+from demo.gpu import MAX_SECONDS, MIN_SECONDS, SCORE_SECONDS, chat_concurrency, gpu_seconds, on_gpu, turn_seconds
 from demo.session import new_session
-from mumu.pipeline import MuMuPipeline
+from mumu.pipeline import ChatOptions, MuMuPipeline
 
 
 def test_reservation_grows_with_length_steps_and_a_first_load_and_is_bounded():
@@ -98,3 +98,18 @@ def test_the_demo_reserves_per_call_for_chat_and_retry(pipeline, monkeypatch):
     session.sent.append({"text": "score it", "files": ["demo/examples/clip.mp4"]})  # retry re-sends the clip
     assert retry([], session, *controls) == gpu_seconds("always", 120.0, "audioldm2", 50, loaded=False)
     assert retry([], None, *controls) == expected
+
+
+def test_zero_gpu_keeps_the_scheduler_out_of_the_way(pipeline, monkeypatch):
+    monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
+    assert chat_concurrency(pipeline) == 2 * pipeline.config.pipeline.max_batch
+    assert pipeline.scheduler.batching  # concurrent calls share decoding batches
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    try:
+        chat_concurrency(pipeline)
+        assert not pipeline.scheduler.batching  # each call decodes alone on its own GPU slice
+        conv = pipeline.new_conversation()
+        assert pipeline.chat(conv, "hello", options=ChatOptions(music="never", max_new_tokens=3)).text is not None
+        assert pipeline.scheduler._worker is None  # decoded in the caller's thread
+    finally:
+        pipeline.scheduler.batching = True

@@ -100,3 +100,23 @@ def test_bad_settings_are_rejected(model):
         _run(model, None, music="sometimes")
     with pytest.raises(ValueError, match="at least one token"):
         generate(model, [[]])
+
+
+def test_rows_keep_their_own_settings_generators_and_errors(model):
+    a, b = prompt_ids(model, "calm piano"), prompt_ids(model, "Describe the music in detail including instruments")
+    greedy = GenerationSettings(max_new_tokens=5, music="never")
+    sampled = GenerationSettings(max_new_tokens=12, temperature=1.0, top_p=0.9, seed=11, music="always")
+    batch = generate(model, [a, b], None, [greedy, sampled])
+    assert batch[0].token_ids == generate(model, [a], None, greedy)[0].token_ids
+    assert len(batch[0].token_ids) <= 5 and batch[1].audio_hidden is not None
+    assert batch[1].token_ids == generate(model, [b], None, sampled)[0].token_ids  # its own generator
+
+    def on_token(row, token):
+        if row == 0:
+            raise RuntimeError("the client went away")
+
+    failed = generate(model, [a, b], None, [greedy, sampled], on_token=on_token)
+    assert isinstance(failed[0].error, RuntimeError) and len(failed[0].token_ids) == 1  # ended at its first token
+    assert failed[1].error is None and failed[1].token_ids == batch[1].token_ids
+    with pytest.raises(ValueError, match="got 1 settings for 2 prompts"):
+        generate(model, [a, b], None, [greedy])

@@ -22,7 +22,7 @@ def test_stops_at_newline_hashes_and_keeps_the_first_line():
     model = make_model(pipeline__stop_rule="m2ugen")
     tokenizer = model.tokenizer
     reply = tokenizer("A calm piano piece\n### Instruction: more", add_special_tokens=False).input_ids
-    rows = _Rows(1, GenerationSettings(), list(model.ids.audio), model.ids.eos, _m2ugen_stop(model))
+    rows = _Rows([GenerationSettings()], list(model.ids.audio), model.ids.eos, _m2ugen_stop(model))
     _feed(model, rows, reply)
     assert rows.done[0]
     assert len(rows.tokens[0]) < len(reply)  # stopped at "\n###", before the rest
@@ -32,7 +32,7 @@ def test_stops_at_newline_hashes_and_keeps_the_first_line():
 def test_stops_after_the_last_audio_token_without_eos():
     model = make_model(pipeline__stop_rule="m2ugen")
     words = model.tokenizer("Here is a music", add_special_tokens=False).input_ids
-    rows = _Rows(1, GenerationSettings(), list(model.ids.audio), model.ids.eos, _m2ugen_stop(model))
+    rows = _Rows([GenerationSettings()], list(model.ids.audio), model.ids.eos, _m2ugen_stop(model))
     _feed(model, rows, [*words, *model.ids.audio, *words])
     assert rows.done[0] and rows.tokens[0] == [*words, *model.ids.audio]
     assert _result(model, rows, 0).audio_hidden.shape == (8, model.config.adapter.llm_width)

@@ -36,14 +36,14 @@ def song(tmp_path):
 
 
 def _spy_prompts(pipeline, monkeypatch):
-    import mumu.pipeline as module
+    import mumu.scheduler as module
 
     seen = []
     real = module.generate
 
-    def spy(model, prompts, media=None, settings=None, on_token=None):
+    def spy(model, prompts, media=None, settings=None, **callbacks):
         seen.append((prompts[0], media))
-        return real(model, prompts, media, settings, on_token=on_token)
+        return real(model, prompts, media, settings, **callbacks)
 
     monkeypatch.setattr(module, "generate", spy)
     return seen
@@ -204,7 +204,7 @@ def test_pipeline_and_cli_load_a_saved_checkpoint(tmp_path, capsys):
 
 
 def test_stream_reraises_worker_errors_in_the_caller(pipeline, monkeypatch):
-    import mumu.pipeline as module
+    import mumu.scheduler as module
 
     def broken(*args, **kwargs):
         raise RuntimeError("decoder exploded")

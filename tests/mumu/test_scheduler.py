@@ -1,0 +1,261 @@
+"""The turn scheduler: concurrent turns decode as one batch and get exactly what each gets alone."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from PIL import Image
+
+from generation.config import SamplingSettings
+from mumu.config import PipelineConfig
+from mumu.decoding import GenerationSettings
+from mumu.modeling import MediaFeatures
+from mumu.pipeline import ChatOptions, MuMuPipeline
+from mumu.scheduler import Busy, TurnInProgress
+from mumu.streaming import Cancelled
+from tests.mumu.conftest import open_gates, prompt_ids
+
+SR = 24000
+
+
+@pytest.fixture
+def pipeline(tmp_path):
+    pipe = MuMuPipeline.from_profile("tiny", out_dir=tmp_path / "out")
+    open_gates(pipe.model, 0.5)  # attached media visibly change the replies
+    return pipe
+
+
+@pytest.fixture
+def media(tmp_path):
+    rng = np.random.default_rng(0)
+    song, photo = tmp_path / "song.wav", tmp_path / "photo.png"
+    sf.write(song, 0.3 * np.sin(2 * np.pi * 330 * np.arange(SR) / SR), SR)
+    Image.fromarray((rng.random((30, 40, 3)) * 255).astype(np.uint8)).save(photo)
+    return {"audio": song, "image": photo}
+
+
+def _turns(media):
+    """Four different turns: greedy text, seeded sampling, media attached, music made from an attached song."""
+    def options(music="never", **kw):
+        return ChatOptions(music=music, max_new_tokens=kw.pop("tokens", 10),
+                           sampling=SamplingSettings(duration=0.5, seed=3), **kw)
+
+    return [
+        ("What is this?", {}, options()),
+        ("Describe the mood of a rainy afternoon in detail", {},
+         options(temperature=1.0, top_p=0.9, tokens=14)),
+        ("Tell me about these", {"audio": media["audio"], "image": media["image"]}, options()),
+        ("make music like this", {"audio": media["audio"]}, options("always", tokens=8)),
+    ]
+
+
+def _run(pipeline, turn, stop_after=None, fail_after=None):
+    """One turn in a fresh conversation: (reply or the error, the streamed text, the waveform if any)."""
+    text, files, options = turn
+    conv = pipeline.new_conversation()
+    streamed = []
+    stop = threading.Event()
+
+    def on_text(delta):
+        streamed.append(delta)
+        if stop_after is not None and len(streamed) >= stop_after:
+            stop.set()
+        if fail_after is not None and len(streamed) >= fail_after:
+            raise RuntimeError("the client went away")
+
+    try:
+        reply = pipeline.chat(conv, text, options=options, on_text=on_text, stop=stop, **files)
+    except (Cancelled, RuntimeError) as e:
+        return e, "".join(streamed), None, conv
+    wave = sf.read(reply.audio)[0] if reply.audio else None
+    return reply, "".join(streamed), wave, conv
+
+
+def _concurrently(pipeline, turns, per_turn=None):
+    """Run the turns at once (one thread each); the scheduler waits until all of them are queued."""
+    pipeline.scheduler.window_s, pipeline.scheduler.max_batch = 10.0, len(turns)
+    results = [None] * len(turns)
+
+    def work(i):
+        results[i] = _run(pipeline, turns[i], **(per_turn or {}).get(i, {}))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(turns))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return results
+
+
+def _same(alone, together):
+    reply, streamed, wave, _ = together
+    assert reply.text == alone[0].text and streamed == alone[1] == reply.text
+    assert (wave is None) == (alone[2] is None)
+    if wave is not None:
+        assert np.array_equal(wave, alone[2])  # bit for bit
+
+
+def test_concurrent_turns_equal_the_same_turns_alone(pipeline, media):
+    turns = _turns(media)
+    alone = [_run(pipeline, turn) for turn in turns]
+    assert list(pipeline.scheduler.batch_sizes) == [1, 1, 1, 1]
+    assert alone[3][2] is not None and alone[2][0].text != alone[0][0].text
+    together = _concurrently(pipeline, turns)
+    assert list(pipeline.scheduler.batch_sizes)[4:] == [4]  # one batch: the four rows decoded together
+    for a, t in zip(alone, together, strict=True):
+        _same(a, t)
+
+
+def test_a_stopped_or_failing_row_leaves_the_others_intact(pipeline, media):
+    turns = _turns(media)[:3]
+    alone = [_run(pipeline, turn) for turn in turns]
+    together = _concurrently(pipeline, turns, {0: {"stop_after": 1}, 1: {"fail_after": 2}})
+    assert list(pipeline.scheduler.batch_sizes)[3:] == [3]
+    stopped, failed = together[0], together[1]
+    assert isinstance(stopped[0], Cancelled) and stopped[3].messages == [] and stopped[3].turns == 0
+    assert isinstance(failed[0], RuntimeError) and "went away" in str(failed[0]) and failed[3].messages == []
+    _same(alone[2], together[2])
+
+
+def test_a_row_that_breaks_the_batch_fails_alone(pipeline):
+    model, scheduler = pipeline.model, pipeline.scheduler
+    good, bad = prompt_ids(model, "calm piano"), prompt_ids(model, "loud drums")
+    wrong = MediaFeatures(music=[None], image=[torch.zeros(2, 7)], video=[None])  # no image adapter takes this
+    settings = GenerationSettings(max_new_tokens=6)
+    alone = scheduler.submit(good, MediaFeatures(music=[None], image=[None], video=[None]), settings)
+    scheduler.window_s, scheduler.max_batch = 10.0, 2  # the next two rows share a batch
+    outcome = {}
+
+    def work(name, prompt, media):
+        try:
+            outcome[name] = scheduler.submit(prompt, media, settings)
+        except Exception as e:  # noqa: BLE001 -- the test inspects it
+            outcome[name] = e
+
+    threads = [threading.Thread(target=work, args=("bad", bad, wrong)),
+               threading.Thread(target=work, args=("good", good, MediaFeatures(music=[None], image=[None],
+                                                                               video=[None])))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert isinstance(outcome["bad"], Exception)
+    assert outcome["good"].token_ids == alone.token_ids
+    assert list(scheduler.batch_sizes) == [1, 2, 1, 1]  # the batch failed, then each row ran alone
+
+
+def test_a_full_queue_refuses_cleanly_and_the_queued_turns_finish(pipeline):
+    model, scheduler = pipeline.model, pipeline.scheduler
+    scheduler.window_s, scheduler.max_batch, scheduler.max_queue = 0.0, 1, 1
+    none = MediaFeatures(music=[None], image=[None], video=[None])
+    settings = GenerationSettings(max_new_tokens=3)
+    done = []
+    threads = [threading.Thread(target=lambda: done.append(scheduler.submit(prompt_ids(model), none, settings)))
+               for _ in range(2)]
+    with scheduler.lock:  # the model is busy: the first turn waits for it, the second one waits in the queue
+        threads[0].start()
+        _until(lambda: list(scheduler.batch_sizes) == [] and scheduler.waiting == 0 and scheduler._worker is not None)
+        threads[1].start()
+        _until(lambda: scheduler.waiting == 1)
+        with pytest.raises(Busy, match="busy: 1 turns are waiting already; try again in a moment"):
+            scheduler.submit(prompt_ids(model), none, settings)
+    for t in threads:
+        t.join(timeout=60)
+    assert len(done) == 2 and done[0].token_ids == done[1].token_ids
+
+
+def test_one_turn_in_flight_per_conversation(pipeline):
+    conv, other = pipeline.new_conversation(), pipeline.new_conversation()
+    replies = []
+    options = ChatOptions(music="never", max_new_tokens=3)
+    first = threading.Thread(target=lambda: replies.append(pipeline.chat(conv, "hello", options=options)))
+    with pipeline.scheduler.lock:
+        first.start()
+        _until(lambda: pipeline.scheduler._worker is not None)
+        with pytest.raises(TurnInProgress, match="already has a turn in progress"):
+            pipeline.chat(conv, "hello again", options=options)
+        second = threading.Thread(target=lambda: replies.append(pipeline.chat(other, "hello", options=options)))
+        second.start()  # another conversation is welcome meanwhile
+    first.join(timeout=60)
+    second.join(timeout=60)
+    assert len(replies) == 2 and conv.turns == other.turns == 1
+    assert pipeline.chat(conv, "hello again", options=options).text is not None  # the slot is free again
+
+
+@pytest.mark.parametrize(("field", "value"), [("batch_window_ms", -1), ("max_batch", 0), ("max_queue", 0)])
+def test_scheduler_settings_are_checked_at_config_time(field, value):
+    with pytest.raises(ValueError, match=rf"pipeline.{field}={value} is out of range"):
+        PipelineConfig(**{field: value})
+
+
+def _until(condition, seconds=30.0):
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError("timed out waiting for the scheduler")
+
+
+def test_a_batch_failing_midway_is_retried_row_by_row_and_streams_do_not_repeat(pipeline):
+    model, scheduler = pipeline.model, pipeline.scheduler
+    none = MediaFeatures(music=[None], image=[None], video=[None])
+    settings = GenerationSettings(max_new_tokens=8, music="never")
+    prompts = [prompt_ids(model, "calm piano"), prompt_ids(model, "loud drums and a bass line")]
+    alone = [scheduler.submit(p, none, settings).token_ids for p in prompts]
+    steps = []
+
+    def fail_on_the_fourth_batched_step(module, args, out):
+        if out.shape[0] == 2:
+            steps.append(1)
+            if len(steps) == 4:
+                raise RuntimeError("out of memory (simulated)")
+
+    handle = model.llm.get_output_embeddings().register_forward_hook(fail_on_the_fourth_batched_step)
+    scheduler.window_s, scheduler.max_batch = 10.0, 2
+    streamed, results = [[], []], [None, None]
+
+    def work(i):
+        results[i] = scheduler.submit(prompts[i], none, settings, on_token=lambda row, t: streamed[i].append(t))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    finally:
+        handle.remove()
+    assert list(scheduler.batch_sizes)[2:] == [2, 1, 1]
+    for i in range(2):
+        assert results[i].token_ids == alone[i] and streamed[i] == alone[i]  # each token streamed exactly once
+
+
+def test_a_short_reply_returns_while_a_longer_one_still_decodes(pipeline):
+    model, scheduler = pipeline.model, pipeline.scheduler
+    none = MediaFeatures(music=[None], image=[None], video=[None])
+    scheduler.window_s, scheduler.max_batch = 10.0, 2
+    short_back = threading.Event()
+    seen_while_decoding = []
+    results = {}
+
+    def short():
+        results["short"] = scheduler.submit(prompt_ids(model, "hi"), none, GenerationSettings(max_new_tokens=2))
+        short_back.set()
+
+    def long():
+        results["long"] = scheduler.submit(prompt_ids(model, "tell me more"), none,
+                                           GenerationSettings(max_new_tokens=30, music="never"),
+                                           on_token=lambda row, t: seen_while_decoding.append(short_back.wait(0.5)))
+
+    threads = [threading.Thread(target=short), threading.Thread(target=long)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert list(scheduler.batch_sizes) == [2]
+    assert len(results["short"].token_ids) <= 2 and len(results["long"].token_ids) > 2
+    assert len(seen_while_decoding) > 2 and seen_while_decoding[-1]  # the short caller had its reply mid-batch
