@@ -22,6 +22,11 @@ class ChoiceError(ValueError):
         self.name, self.value, self.accepted = name, value, accepted
         super().__init__(f"{name} must be one of {', '.join(map(str, accepted))}, got {value!r}")
 
+    def __reduce__(self) -> tuple[type, tuple[str, Any, tuple[Any, ...]]]:
+        # Rebuilt from its fields when it crosses a process boundary (a Ray replica, a DataLoader worker):
+        # the default would call __init__ with the message alone.
+        return type(self), (self.name, self.value, self.accepted)
+
 
 def options(literal: Any) -> tuple[Any, ...]:
     """The accepted values of a Literal type, in declaration order."""

@@ -44,3 +44,11 @@ def test_a_value_arriving_per_request_uses_the_same_wording():
     assert check_choice("green", Colour, "colour") == "green"
     with pytest.raises(ValueError, match=r"^colour must be one of red, green, got None$"):
         check_choice(None, Colour, "colour")
+
+
+def test_a_choice_error_survives_pickling_as_itself():
+    import pickle
+
+    error = ChoiceError("music", "loud", ("auto", "always", "never"))
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is ChoiceError and str(again) == str(error) and again.accepted == error.accepted
