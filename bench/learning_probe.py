@@ -66,8 +66,8 @@ class Scale:
     captions: int
 
 
-FULL = Scale(train=200, held_out=60, stage1_steps=400, stage3_steps=400, stage2_steps=600, captions=360)
-QUICK = Scale(train=64, held_out=24, stage1_steps=120, stage3_steps=120, stage2_steps=300, captions=200)
+FULL = Scale(train=200, held_out=60, stage1_steps=400, stage3_steps=400, stage2_steps=400, captions=360)
+QUICK = Scale(train=48, held_out=20, stage1_steps=100, stage3_steps=100, stage2_steps=200, captions=200)
 
 
 # Data --------------------------------------------------------------------------------------------------------
@@ -226,7 +226,7 @@ def train_all(workdir: Path, files: dict[str, dict[str, Path]], root: Path, scal
     stage1 = _train(workdir, train, root, "stage1", ["--profile", "tiny"], 1, STAGE1_DATA, scale.stage1_steps, seed)
     _train(workdir, train, root, "stage1-3", ["--checkpoint", stage1], 3, STAGE3_DATA, scale.stage3_steps, seed)
     _train(workdir, train, root, "stage2", ["--checkpoint", stage1], 2, ("mucaps-decoder",), scale.stage2_steps,
-           seed, "--batch-size", 32)
+           seed, "--batch-size", 16)
 
 
 def measure(workdir: Path, files: dict[str, dict[str, Path]], root: Path, seed: int) -> dict:
