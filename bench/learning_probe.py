@@ -67,7 +67,7 @@ class Scale:
 
 
 FULL = Scale(train=200, held_out=60, stage1_steps=400, stage3_steps=400, stage2_steps=400, captions=360)
-QUICK = Scale(train=48, held_out=20, stage1_steps=100, stage3_steps=100, stage2_steps=200, captions=200)
+QUICK = Scale(train=40, held_out=20, stage1_steps=80, stage3_steps=80, stage2_steps=150, captions=160)
 
 
 # Data --------------------------------------------------------------------------------------------------------
