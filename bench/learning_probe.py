@@ -43,7 +43,6 @@ from mumu.data.features import FeatureStore, fingerprint, media_keys
 from mumu.data.records import Record, Turn, read_records
 from mumu.modeling import MediaFeatures, MuMuModel
 
-OTHER_PAIRINGS = 2
 PROBE_FLOOR, OWN_GAP, OTHER_GAP = 0.8, 0.05, 0.15
 # Where each attribute's held-out questions are: music attributes in MusicQA, the others in their caption maps.
 KIND = {"music": "musicqa", "image": "coco", "video": "muvideo-captions"}
@@ -148,12 +147,16 @@ def _token_logprobs(model: MuMuModel, items: list[dict]) -> torch.Tensor:
 
 
 def attribute_accuracy(
-    model: MuMuModel, store: FeatureStore, records: list[Record], root: Path, attribute: Attribute, seed: int = 0,
+    model: MuMuModel, store: FeatureStore, records: list[Record], root: Path, attribute: Attribute,
 ) -> tuple[float, float]:
-    """(accuracy with each sample's own media, accuracy with another sample's media).
+    """(accuracy with each sample's own media, expected accuracy with another sample's media).
 
     The answer is the candidate whose first distinguishing token the model finds more likely: the choice greedy
-    decoding makes at the point where the answers part ("It is low." vs "It is high.").
+    decoding makes at the point where the answers part ("It is low." vs "It is high."). The records must differ
+    only in their media and answer value (as the suite's do): then sample i's text with sample j's media gets
+    exactly sample j's answer, and the accuracy with another sample's media is its exact expectation over every
+    other sample (chance when the answer follows the media) rather than one random pairing's share of same-class
+    partners.
     """
     values = attribute.values
 
@@ -162,29 +165,19 @@ def attribute_accuracy(
         turn = Turn(last.user, attribute.with_value(last.assistant, value))
         return Record(record.kind, record.origin, (*record.turns[:-1], turn), record.media)
 
-    truth = [attribute.value_in(r.turns[-1].assistant) for r in records]
+    truth = np.array([values.index(attribute.value_in(r.turns[-1].assistant)) for r in records])
     candidates = [_items(model, store, [answer_of(r, v) for r in records], root) for v in values]
-    where = [next(t for t, (x, y) in enumerate(zip(a["input_ids"], b["input_ids"], strict=False)) if x != y)
-             for a, b in zip(*candidates, strict=True)]
-
-    def accuracy(order: np.ndarray) -> float:
-        per_candidate = []
-        for items in candidates:
-            swapped = [dict(item, media=items[j]["media"]) for item, j in zip(items, order, strict=True)]
-            per_candidate.append(_token_logprobs(model, swapped)[torch.arange(len(order)), torch.tensor(where)])
-        choice = torch.stack(per_candidate).argmax(0).tolist()
-        return float(np.mean([values[c] == t for c, t in zip(choice, truth, strict=True)]))
-
-    # "Another sample's media": averaged over random pairings (no sample with its own), so the number estimates
-    # the expectation (chance when the answer follows the media) rather than one pairing's share of same-class
-    # partners.
-    rng = np.random.default_rng(seed)
-    others = []
-    for _ in range(OTHER_PAIRINGS):
-        partner = rng.permutation(len(records))
-        partner = np.where(partner == np.arange(len(records)), (partner + 1) % len(records), partner)
-        others.append(accuracy(partner))
-    return accuracy(np.arange(len(records))), float(np.mean(others))
+    for items in candidates:
+        if any(item["input_ids"] != items[0]["input_ids"] for item in items):
+            raise ValueError(f"{attribute.name}: the held-out records differ in more than media and answer value")
+    first, second = candidates[0][0]["input_ids"], candidates[1][0]["input_ids"]
+    where = next(t for t, (x, y) in enumerate(zip(first, second, strict=False)) if x != y)
+    scores = torch.stack([_token_logprobs(model, items)[:, where] for items in candidates])
+    choice = scores.argmax(0).numpy()
+    own = float(np.mean(choice == truth))
+    hits = choice[None, :] == truth[:, None]  # [i, j]: sample j's media gives sample i's right answer
+    other = float((hits.sum() - np.trace(hits)) / (len(truth) * (len(truth) - 1)))
+    return own, other
 
 
 @torch.no_grad()
@@ -229,7 +222,7 @@ def train_all(workdir: Path, files: dict[str, dict[str, Path]], root: Path, scal
            seed, "--batch-size", 16)
 
 
-def measure(workdir: Path, files: dict[str, dict[str, Path]], root: Path, seed: int) -> dict:
+def measure(workdir: Path, files: dict[str, dict[str, Path]], root: Path) -> dict:
     """Probe and model accuracies per attribute, and the stage-2 MSE drop."""
     stage1 = from_pretrained(workdir / "stage1").eval()
     models = {name: from_pretrained(workdir / name).eval() for name in ("stage3", "stage1-3")}
@@ -241,7 +234,7 @@ def measure(workdir: Path, files: dict[str, dict[str, Path]], root: Path, seed: 
                "probe_adapter": probe(attribute, files, root, adapter_tokens(stage1, store, root, m))}
         records = held_out(attribute, files["eval"], root)
         for name, model in models.items():
-            row[name] = attribute_accuracy(model, store, records, root, attribute, seed)
+            row[name] = attribute_accuracy(model, store, records, root, attribute)
         rows[attribute.name] = row
     captions = read_records("mucaps-decoder", files["eval"]["mucaps-decoder"], root)[0]
     before = projector_mse(stage1, store, captions, root)
@@ -256,7 +249,7 @@ def run(workdir: Path, scale: Scale, seed: int = 0) -> dict:
     root = workdir / "data"
     files = make_dataset(root, scale, seed)
     train_all(workdir, files, root, scale, seed)
-    results = measure(workdir, files, root, seed)
+    results = measure(workdir, files, root)
     results["seconds"] = {"wall": round(time.perf_counter() - wall, 1), "cpu": round(time.process_time() - cpu, 1)}
     return results
 
