@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -74,6 +75,9 @@ class InjectionConfig:
 
     mode "summed" (the older published M2UGen layout): the sum of all present modality features enters each of
     the top group_size layers. base_value: the injected value uses the base v_proj without LoRA (as published).
+    gate_init: the gates' starting value (0: the paper's LLaMA-Adapter zero-init, which leaves a pretrained LLM
+    untouched at step 0; a random tiny LLM has nothing to protect, and at 0 its gates never open, see
+    docs/training.md).
     """
 
     group_size: int = 6
@@ -81,9 +85,13 @@ class InjectionConfig:
     prefix_init_std: float = 0.02
     mode: InjectionMode = "grouped"
     base_value: bool = False
+    gate_init: float = 0.0
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if not math.isfinite(self.gate_init) or not -3.0 <= self.gate_init <= 3.0:
+            raise ValueError(f"injection.gate_init must be a number in [-3, 3] (tanh saturates beyond), "
+                             f"got {self.gate_init!r}")
 
 
 @dataclass
@@ -184,6 +192,8 @@ class MuMuConfig:
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     trainable: TrainableConfig = field(default_factory=TrainableConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    # The settings of the training run that produced these weights (written by `mumu train`; empty otherwise).
+    training: dict[str, Any] = field(default_factory=dict)
     version: int = CONFIG_VERSION
 
     def to_dict(self) -> dict[str, Any]:

@@ -51,7 +51,7 @@ class GatedInjection(nn.Module):
         self.num_heads = llm_config.num_attention_heads
         self.num_kv_heads = llm_config.num_key_value_heads or self.num_heads
         self.head_dim = getattr(llm_config, "head_dim", None) or llm_config.hidden_size // self.num_heads
-        self.gates = nn.Parameter(torch.zeros(span, self.num_heads))
+        self.gates = nn.Parameter(torch.full((span, self.num_heads), float(cfg.gate_init)))
         self.num_tokens = num_tokens
         self.prefix = nn.Parameter(torch.randn(span, num_tokens, llm_config.hidden_size) * cfg.prefix_init_std)
         self._state = threading.local()

@@ -90,6 +90,7 @@ def build_config(
     adapter_blocks: int = 3,
     adapter_tokens: int = 1,
     group_size: int = 6,
+    gate_init: float = 0.0,
     projector: dict[str, Any] | None = None,
     seed: int = 0,
 ) -> MuMuConfig:
@@ -104,7 +105,7 @@ def build_config(
         video_encoder=video_encoder,
         adapter=AdapterConfig(llm_width=width, num_tokens=adapter_tokens, num_blocks=adapter_blocks),
         llm=llm,
-        injection=InjectionConfig(group_size=group_size),
+        injection=InjectionConfig(group_size=group_size, gate_init=gate_init),
         projector=ProjectorConfig(streams=decoder_streams(decoder, text_tokens), **(projector or {})),
         decoder=decoder,
         trainable=TrainableConfig(),
@@ -126,6 +127,7 @@ def tiny(decoder: str = "musicgen", seed: int = 0) -> MuMuConfig:
         text_tokens=TINY_TEXT_TOKENS,
         adapter_blocks=2,
         group_size=2,
+        gate_init=1.0,  # a random LLM has nothing to protect; zero gates never opened (docs/training.md)
         projector=dict(width=32, heads=2, encoder_layers=1, decoder_layers=1, ffn_width=64),
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from mumu.data.features import FeatureStore, fill, fingerprint, media_keys
 from mumu.data.records import DATA_KINDS, Record, parse_data_arg, read_all
 from mumu.modeling import MuMuModel
 from mumu.profiles import PROFILES, get_profile
+from mumu.training.defaults import describe, fill_defaults
 from mumu.training.stages import STAGE_DATA, stage_trainable, untrained_adapters_warning
 from mumu.training.trainer import PRECISIONS, STATE_NAME, Trainer, TrainSettings
 
@@ -49,7 +51,8 @@ def add_commands(commands: Any) -> None:
     train = commands.add_parser(
         "train", help="train one stage (1 encoders, 2 decoder, 3 instructions) on accelerate",
         description="Multi-GPU: `accelerate launch -m mumu train ...` (DDP); FSDP or DeepSpeed through "
-        "`accelerate launch --config_file CONFIG`. The output directory loads with `mumu chat --checkpoint OUT`.")
+        "`accelerate launch --config_file CONFIG`. The output directory loads with `mumu chat --checkpoint OUT`; its "
+        f"config.json records the run's settings. Per-profile defaults (--checkpoint: its profile's) -- {describe()}.")
     _model_and_data_args(train)
     train.add_argument("--stage", type=int, choices=(1, 2, 3), required=True)
     train.add_argument("--features", type=Path, help="a store from `mumu features`; what it lacks is computed once")
@@ -57,12 +60,12 @@ def add_commands(commands: Any) -> None:
     length.add_argument("--max-steps", type=int)
     length.add_argument("--epochs", type=int)
     train.add_argument("--out", required=True, type=Path)
-    train.add_argument("--batch-size", type=int, default=4, help="per device")
+    train.add_argument("--batch-size", type=int, help="per device (default: the profile's)")
     train.add_argument("--grad-accum", type=int, default=1)
-    train.add_argument("--lr", type=float, default=1e-4)
-    train.add_argument("--min-lr-ratio", type=float, default=0.01, help="cosine floor as a fraction of --lr")
+    train.add_argument("--lr", type=float, help="peak learning rate (default: the profile's)")
+    train.add_argument("--min-lr-ratio", type=float, help="cosine floor as a fraction of --lr (default: the profile's)")
     train.add_argument("--weight-decay", type=float, default=0.05, help="weight matrices only")
-    train.add_argument("--warmup-steps", type=int, default=0)
+    train.add_argument("--warmup-steps", type=int, help="(default: the profile's)")
     train.add_argument("--max-grad-norm", type=float, default=1.0)
     train.add_argument("--mse-weight", type=float, default=1.0)
     train.add_argument("--max-length", type=int, help="tokens per sample (default: the config's context)")
@@ -167,12 +170,14 @@ def train_command(args: argparse.Namespace) -> dict[str, Any] | None:
     if train_set.too_long:
         _note(f"note: {len(train_set.too_long)} records do not fit in {options['max_length']} tokens and were "
               f"left out (first: {train_set.too_long[:3]})")
+    chosen = fill_defaults(dict(lr=args.lr, batch_size=args.batch_size, warmup_steps=args.warmup_steps,
+                                min_lr_ratio=args.min_lr_ratio), model.config.profile)
     settings = TrainSettings(
-        stage=args.stage, max_steps=args.max_steps, epochs=args.epochs, batch_size=args.batch_size,
-        grad_accum=args.grad_accum, lr=args.lr, min_lr_ratio=args.min_lr_ratio, weight_decay=args.weight_decay,
-        warmup_steps=args.warmup_steps, max_grad_norm=args.max_grad_norm, mse_weight=args.mse_weight,
+        stage=args.stage, max_steps=args.max_steps, epochs=args.epochs, grad_accum=args.grad_accum,
+        weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm, mse_weight=args.mse_weight,
         eval_every=args.eval_every, save_every=args.save_every, log_every=args.log_every, seed=args.seed,
-        mixed_precision=args.mixed_precision)
+        mixed_precision=args.mixed_precision, **chosen)
+    model.config.training = asdict(settings)  # saved into the output's config.json with the weights
     trainer = Trainer(model, train_set, eval_set, settings, args.out)
     if args.resume:
         trainer.resume(_resume_dir(args.resume, args.out))

@@ -117,3 +117,11 @@ def test_other_decoders_come_from_the_models_profile_family():
     assert sibling_decoder(tiny(), "audioldm2") == tiny_decoder("audioldm2")
     with pytest.raises(ValueError, match="decoder must be one of musicgen, musicgen_melody, audioldm2, got 'jukebox'"):
         sibling_decoder(tiny(), "jukebox")
+
+
+def test_gate_init_keeps_the_papers_zero_for_full_and_is_checked(tmp_path):
+    assert full().injection.gate_init == 0.0 and tiny().injection.gate_init == 1.0
+    data = tiny().to_dict()
+    data["injection"]["gate_init"] = float("nan")
+    with pytest.raises(ValueError, match="gate_init"):
+        MuMuConfig.from_dict(data)

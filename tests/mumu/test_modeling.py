@@ -20,7 +20,8 @@ def _logits(model, media, rows=1):
         return model(_ids(model, rows), media=media).logits
 
 
-def test_zero_gates_reproduce_the_plain_llm_exactly(model):
+def test_zero_gates_reproduce_the_plain_llm_exactly():
+    model = make_model(injection__gate_init=0.0)  # the paper's zero-init (the tiny profile opens them)
     cfg = model.config
     with seeded(cfg.seed + SeedOffset.BASE_LLM):
         plain = load_base_llm(cfg.llm)
@@ -61,6 +62,7 @@ def test_each_modality_reaches_only_its_layer_group(model):
         [None] * (layers - 3 * group) + ["music"] * group + ["image"] * group + ["video"] * group
     )
     with torch.no_grad():
+        model.injection.gates.zero_()
         model.injection.gates[:group] = 1.0  # music group only
     base = media_for(model, seed=1)
     new_image = MediaFeatures(music=base.music, image=media_for(model, seed=2).image, video=base.video)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.learning_probe import SR, clip, picture, pulses
+from bench.attributes import SR, balanced_values, clip, melody, picture
 from mumu.cli import main
 
 
@@ -22,10 +22,10 @@ def write_dataset(root: Path, n: int = 4, seed: int = 0) -> dict[str, Path]:
     import soundfile as sf
 
     audio, images, videos = {}, {}, {}
-    for i in range(n):
-        tempo = ("slow", "fast")[i % 2]
-        sf.write(root / f"audios/{i}.wav", pulses(rng, tempo), SR, subtype="PCM_16")
-        audio[f"audios/{i}.wav"] = f"clicks at a {tempo} tempo"
+    for i, values in enumerate(balanced_values(rng, n)):
+        tempo = values["tempo"]
+        sf.write(root / f"audios/{i}.wav", melody(rng, values), SR, subtype="PCM_16")
+        audio[f"audios/{i}.wav"] = f"notes at a {tempo} tempo"
         colour = ("red", "blue")[i % 2]
         picture(rng, colour).save(root / f"images/{i}.png")
         images[f"images/{i}.png"] = f"a {colour} picture"

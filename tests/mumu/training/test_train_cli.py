@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from mumu.data.features import FeatureStore, fingerprint
 from mumu.profiles import tiny
+from mumu.training.defaults import TRAIN_DEFAULTS
 from tests.mumu.training.conftest import run_cli, spec
 
 
@@ -54,6 +55,8 @@ def test_stage1_trains_adapters_logs_ce_and_reloads_for_chat(dataset, features, 
     assert not torch.equal(after["music_adapter.project.proj.weight"], before["music_adapter.project.proj.weight"])
     assert not torch.equal(after["injection.gates"], before["injection.gates"])
     assert torch.equal(after["projector.inp.weight"], before["projector.inp.weight"])  # stage 1 leaves it alone
+    recorded = json.loads((out / "config.json").read_text())["training"]  # the run's settings, defaults filled in
+    assert recorded["batch_size"] == 4 and recorded["lr"] == TRAIN_DEFAULTS["tiny"].lr and recorded["stage"] == 1
     code, reply, err = run_cli("chat", "--checkpoint", out, "--text", "Describe this", "--audio",
                                root / "audios/0.wav", "--music", "never", "--max-new-tokens", 4, "--json",
                                "--out-dir", tmp_path / "chat")
