@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -69,22 +70,26 @@ def test_captioning_musicqa_and_ablation_run_end_to_end(setup, tmp_path, capsys)
                                                          - metrics["swapped"]["accuracy"])
 
 
-@pytest.mark.slow
-def test_muchomusic_runs_on_a_model_converted_from_the_published_format(setup, tmp_path, capsys):
-    from mumu.upstream.convert import convert
-    from tests.mumu.upstream.published import Spec, published_state, save_encoders, save_llm, save_published
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory) -> Path:
+    """The tiny published-format checkpoint converted from local paths (its decoder a local tiny MusicGen)."""
+    from tests.converted import convert_tiny_published
 
-    fixtures, _ = setup
-    encoders = save_encoders(tmp_path / "encoders")
-    spec = Spec()
-    state = published_state(save_llm(tmp_path / "llm", spec.layers), spec, encoders)
-    checkpoint = save_published(tmp_path / "checkpoint.pth", state)
-    convert(checkpoint, str(tmp_path / "llm"), tmp_path / "converted", mert=str(encoders["mert"]),
-            vit=str(encoders["vit"]), vivit=str(encoders["vivit"]), decoder="facebook/musicgen-small")
+    return convert_tiny_published(tmp_path_factory.mktemp("published"))
+
+
+@pytest.mark.slow
+def test_understanding_and_generation_run_on_a_model_converted_from_the_published_format(setup, converted, tmp_path,
+                                                                                        capsys):
+    fixtures, refs = setup
     capsys.readouterr()
-    out = tmp_path / "run"
-    assert main(["eval", "muchomusic", "--model", str(tmp_path / "converted"), "--data",
-                 str(fixtures / "muchomusic.json"), "--media-root", str(fixtures), "--out", str(out)]) == 0
+    out = tmp_path / "mucho"
+    assert main(["eval", "muchomusic", "--model", str(converted), "--data", str(fixtures / "muchomusic.json"),
+                 "--media-root", str(fixtures), "--out", str(out)]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["evaluated"] == 4 and summary["run"]["model"] == str(tmp_path / "converted")
+    assert summary["evaluated"] == 4 and summary["run"]["model"] == str(converted)
     assert (out / "report.md").is_file()
+    for task in ("text2music", "video2music"):
+        summary = _run(capsys, task, fixtures / f"{task}.jsonl", fixtures, tmp_path / task, refs, "--model",
+                       str(converted), "--limit", "2", "--embedding", "clap")
+        assert summary["evaluated"] == 2 and summary["metrics"]["fad"]["clap"] >= -1e-6
