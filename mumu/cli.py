@@ -22,8 +22,8 @@ from mumu.config import CONDITIONING_MODES, DEVICE_MAPS, QUANTIZE_MODES
 from mumu.decoding import MUSIC_MODES
 from mumu.eval import cli as evaluation
 from mumu.info import format_report, report
-from mumu.model_source import MODEL_ENV, LoadOptions, choose_model, fitted, load_pipeline, peek_config
-from mumu.pipeline import ChatOptions
+from mumu.model_source import MODEL_ENV, LoadOptions, ModelChoice, choose_model, fitted, load_pipeline, peek_config
+from mumu.pipeline import ChatOptions, MuMuPipeline
 from mumu.profiles import PROFILES, get_profile
 from mumu.scoring import STEM_FORMATS, ScoreSettings, compose_for_video, parse_hit_points, score_video
 from mumu.training import run as training
@@ -42,13 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("--quantize", choices=QUANTIZE_MODES, help="show memory with the frozen LLM quantized")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     chat = commands.add_parser("chat", help="one chat turn with optional media; music on demand")
-    chat.add_argument("--profile", choices=(*sorted(PROFILES), "auto"), default="tiny",
-                      help="auto: a trained model already here, else the default one downloaded if it fits, else tiny")
-    chat.add_argument("--model", "--checkpoint", dest="model", default=os.environ.get(MODEL_ENV) or None,
-                      help=f"{MODEL_HELP} (default ${MODEL_ENV}); overrides --profile")
-    chat.add_argument("--quantize", choices=QUANTIZE_MODES, help="load the frozen LLM quantized (CUDA, bitsandbytes)")
-    chat.add_argument("--device-map", choices=DEVICE_MAPS, help="spread the LLM over GPU, CPU RAM and disk")
-    chat.add_argument("--decoder", choices=DECODER_KINDS, default="musicgen")
+    _add_model_args(chat)
     chat.add_argument("--text", required=True)
     chat.add_argument("--audio", type=Path)
     chat.add_argument("--image", type=Path)
@@ -98,6 +92,28 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_model_args(parser: argparse.ArgumentParser, scope: str = "") -> None:
+    """Which model a command runs and how it loads: the same flags wherever a pipeline is loaded (see _load)."""
+    parser.add_argument("--profile", choices=(*sorted(PROFILES), "auto"), default="tiny",
+                        help=f"{scope}auto: a trained model already here, else the default one downloaded if it fits, "
+                        "else tiny")
+    parser.add_argument("--model", "--checkpoint", dest="model", default=os.environ.get(MODEL_ENV) or None,
+                        help=f"{scope}{MODEL_HELP} (default ${MODEL_ENV}); overrides --profile")
+    parser.add_argument("--quantize", choices=QUANTIZE_MODES,
+                        help=f"{scope}load the frozen LLM quantized (CUDA, bitsandbytes)")
+    parser.add_argument("--device-map", choices=DEVICE_MAPS, help=f"{scope}spread the LLM over GPU, CPU RAM and disk")
+    parser.add_argument("--decoder", choices=DECODER_KINDS, default="musicgen")
+
+
+def _load(args: argparse.Namespace, out_dir: str | Path) -> tuple[MuMuPipeline, ModelChoice]:
+    """The pipeline the model flags ask for, saying on stderr which model runs and why."""
+    options = LoadOptions("cuda" if torch.cuda.is_available() else "cpu", args.quantize, args.device_map)
+    choice = choose_model(args.model, args.profile, args.decoder, options)
+    print(choice.describe(), file=sys.stderr, flush=True)
+    print("loading model...", file=sys.stderr, flush=True)
+    return load_pipeline(choice, options, out_dir), choice
+
+
 def _add_score_video(commands: argparse._SubParsersAction) -> None:
     score = commands.add_parser(
         "score-video", help="fit music to a video: downbeats on the cuts, ducked under speech, muxed",
@@ -115,9 +131,7 @@ def _add_score_video(commands: argparse._SubParsersAction) -> None:
     score.add_argument("--loudness", type=float, default=-14.0, help="integrated loudness of the result, LUFS")
     score.add_argument("--stem-format", choices=STEM_FORMATS, default="wav")
     score.add_argument("--seed", type=int, default=0, help="with --prompt")
-    source = score.add_mutually_exclusive_group()
-    source.add_argument("--profile", choices=sorted(PROFILES), default="tiny", help="with --prompt")
-    source.add_argument("--checkpoint", help="with --prompt: MuMu checkpoint directory or Hub id")
+    _add_model_args(score, scope="with --prompt: ")
     score.add_argument("--json", action="store_true", help="print one JSON object (the cue sheet)")
 
 
@@ -127,12 +141,8 @@ def _score_video(args: argparse.Namespace) -> dict:
                              stem_format=args.stem_format).validate()
     music: Path | tuple = args.music
     if args.prompt is not None:
-        from mumu.pipeline import MuMuPipeline
-
-        print("loading model...", file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory() as scratch:
-            pipeline = (MuMuPipeline.from_pretrained(args.checkpoint, out_dir=scratch) if args.checkpoint
-                        else MuMuPipeline.from_profile(args.profile, out_dir=scratch))
+            pipeline, _ = _load(args, scratch)
             print("composing...", file=sys.stderr, flush=True)
             music = compose_for_video(pipeline, args.video, args.prompt, args.seed)
     return score_video(args.video, music, args.out, settings).report()
@@ -167,11 +177,7 @@ def _info(args: argparse.Namespace) -> dict:
 
 
 def _chat(args: argparse.Namespace) -> dict:
-    options = LoadOptions("cuda" if torch.cuda.is_available() else "cpu", args.quantize, args.device_map)
-    choice = choose_model(args.model, args.profile, args.decoder, options)
-    print(choice.describe(), file=sys.stderr, flush=True)
-    print("loading model...", file=sys.stderr, flush=True)
-    pipeline = load_pipeline(choice, options, args.out_dir)
+    pipeline, choice = _load(args, args.out_dir)
     sampling = SamplingSettings(duration=10.0 if args.duration is None else args.duration, seed=args.seed)
     options = ChatOptions(music=args.music, fit_video=args.duration is None, max_new_tokens=args.max_new_tokens,
                           temperature=args.temperature, top_p=args.top_p, sampling=sampling)
