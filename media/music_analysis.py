@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import librosa
 import numpy as np
@@ -35,11 +36,12 @@ class MusicAnalysis:
 
     def summary(self) -> dict:
         """JSON-ready numbers (times rounded to the millisecond)."""
-        return {"tempo": round(self.tempo, 2), "key": self.key, "beats": _ms(self.beats),
-                "downbeats": _ms(self.downbeats)}
+        return {"tempo": round(self.tempo, 2), "key": self.key, "beats": rounded_ms(self.beats),
+                "downbeats": rounded_ms(self.downbeats)}
 
 
-def _ms(times: np.ndarray) -> list[float]:
+def rounded_ms(times: Any) -> list[float]:
+    """Times in seconds as JSON-ready floats rounded to the millisecond."""
     return [round(float(t), 3) for t in times]
 
 

@@ -24,7 +24,7 @@ from media.beat_scores import beat_scores
 from media.edits import LUFS_RANGE
 from media.fit_music import FitSettings, Fitted, fit_to_picture
 from media.limits import MediaLimits
-from media.music_analysis import MusicAnalysis, analyze_music
+from media.music_analysis import MusicAnalysis, analyze_music, rounded_ms
 from media.mux import AAC_RATE, mux_music
 from media.score_mix import DuckSettings, ScoreMix, mix_score
 from media.video_analysis import VideoAnalysis, analyze_video, clip_duration
@@ -42,13 +42,13 @@ def parse_hit_points(text: str) -> HitPoints:
     value = text.strip().lower()
     if value in ("auto", "none"):
         return value  # type: ignore[return-value]
+    problem = f"hit points {text!r} must be 'auto', 'none' or comma-separated seconds, e.g. 1.5,4,7.25"
     try:
         points = [float(part) for part in value.split(",") if part.strip()]
     except ValueError:
-        raise ValueError(f"hit points {text!r} must be 'auto', 'none' or comma-separated seconds, e.g. 1.5,4,7.25"
-                         ) from None
+        raise ValueError(problem) from None
     if not points or not all(math.isfinite(p) for p in points):
-        raise ValueError(f"hit points {text!r} must be 'auto', 'none' or comma-separated seconds, e.g. 1.5,4,7.25")
+        raise ValueError(problem)
     return points
 
 
@@ -103,17 +103,16 @@ class ScoreResult:
     def report(self) -> dict[str, Any]:
         """One JSON-ready object: the clip, the music before and after fitting, the outputs and the scores."""
         s = self.scored
+        tempo_changes = _tempo_changes(s.fitted)
+        after = {"tempo_changes": tempo_changes, "tempos": [round(s.before.tempo * r, 2) for r in tempo_changes],
+                 "beats": rounded_ms(s.fitted.beats), "downbeats": rounded_ms(s.fitted.downbeats),
+                 "hits": {f"{h:.3f}": round(t, 3) for h, t in s.fitted.hits.items()},
+                 "missed": rounded_ms(s.fitted.missed), "ending": s.fitted.ending, "loops": s.fitted.loops}
         return {
             "clip": {"duration": round(s.clip.duration, 3), "fps": round(s.clip.fps, 3), "frames": s.clip.frames,
-                     "cuts": _ms(s.clip.cuts), "speech": [[round(a, 3), round(b, 3)] for a, b in s.clip.speech]},
-            "hit_points": _ms(s.hit_points),
-            "music": {"before": s.before.summary(),
-                      "after": {"tempo_changes": _tempo_changes(s.fitted),
-                                "tempos": [round(s.before.tempo * r, 2) for r in _tempo_changes(s.fitted)],
-                                "beats": _ms(s.fitted.beats),
-                                "downbeats": _ms(s.fitted.downbeats), "hits": {f"{h:.3f}": round(t, 3) for h, t in
-                                                                               s.fitted.hits.items()},
-                                "missed": _ms(s.fitted.missed), "ending": s.fitted.ending, "loops": s.fitted.loops}},
+                     "cuts": rounded_ms(s.clip.cuts), "speech": [[round(a, 3), round(b, 3)] for a, b in s.clip.speech]},
+            "hit_points": rounded_ms(s.hit_points),
+            "music": {"before": s.before.summary(), "after": after},
             "scores": s.scores,
             "mix": {"loudness_lufs": round(self.mix.loudness, 2), "true_peak_db": round(self.mix.true_peak_db, 2),
                     "ducked": self.mix.ducked, "sample_rate": self.mix.sample_rate, "samples": len(self.mix.mix)},
@@ -121,10 +120,6 @@ class ScoreResult:
                         "cue_csv": str(self.cue_csv)},
             "seconds": {k: round(v, 3) for k, v in s.seconds.items()},
         }
-
-
-def _ms(times: Any) -> list[float]:
-    return [round(float(t), 3) for t in times]
 
 
 def _tempo_changes(fitted: Fitted) -> list[float]:
