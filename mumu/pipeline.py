@@ -301,8 +301,9 @@ class MuMuPipeline:
         if video is not None and options.fit_video:
             audio = self._fit_to_video(video, audio, reply)
         written = self._write_track(conv, turn, reply, audio, settings.seed, plan, prompt_text)
-        if written.levelling is not None and written.levelling.note():
-            reply.notes.append(written.levelling.note())
+        level_note = written.levelling.note() if written.levelling is not None else None
+        if level_note:
+            reply.notes.append(level_note)
         reply.info = {**reply.info, "decoder": plan.kind, "conditioning": plan.mode, **({"caption": cond.caption}
                       if plan.mode == "caption" else {}), "decoder_info": audio.info}
         if video is not None:
@@ -341,22 +342,21 @@ class MuMuPipeline:
     def _conditioning(self, conv: Conversation, reply: Reply, hidden: torch.Tensor, plan: MusicPlan,
                       prompt_text: str) -> Conditioning:
         """The projector's prediction (embeddings mode) or the reply's text (caption mode)."""
+        # The reply text never holds the [AUD] tokens (decoding drops them); an empty reply falls back to what the
+        # user asked for, so the decoder always has something to follow (and to rank its candidates by).
+        text = reply.text.strip() or prompt_text.strip()
         if plan.mode == "embeddings":
             tick = time.perf_counter()
             with self._lock:
                 out = self.model.project(hidden[None].to(self.model.device))
             reply.timings["projector"] = time.perf_counter() - tick
-            # The reply (else the request) ranks the decoder's candidates where it makes several.
             return Conditioning(embeds={k: v.detach() for k, v in out.embeds.items()},
-                                masks={k: v.detach() for k, v in out.masks.items()},
-                                ranking_text=reply.text.strip() or prompt_text.strip())
+                                masks={k: v.detach() for k, v in out.masks.items()}, ranking_text=text)
         if not plan.own and plan.kind not in conv.told_caption_mode:
             reply.notes.append(f"{plan.kind} is not the decoder this model's projector was trained for "
                                f"({self.decoders.own_kind}), so it made the music from the reply's text "
                                "through its own text encoder (caption mode)")
-        # The reply text never holds the [AUD] tokens (decoding drops them); an empty reply falls back to what the
-        # user asked for, so the decoder always has something to follow.
-        return Conditioning(caption=reply.text.strip() or prompt_text.strip())
+        return Conditioning(caption=text)
 
     def _write_track(self, conv: Conversation, turn: PendingTurn, reply: Reply, audio: DecodedAudio, seed: int | None,
                      plan: MusicPlan, prompt_text: str) -> WrittenAudio:

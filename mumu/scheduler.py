@@ -30,8 +30,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from mumu.config import MODALITIES
 from mumu.decoding import Generated, GenerationSettings, audio_states, generate
-from mumu.modeling import MODALITIES, MediaFeatures, MuMuModel
+from mumu.modeling import MediaFeatures, MuMuModel
 from mumu.streaming import Cancelled
 
 TokenCallback = Callable[[int, int], None]
