@@ -19,21 +19,21 @@ from generation.registry import build_decoder
 from mumu.profiles import full, tiny
 
 
-def _conditioning(decoder) -> Conditioning:
+def warmed_up(cfg: DecoderConfig, device: str, dtype: torch.dtype | None, steps: int = 25):
+    """A full-size or tiny random-init decoder on `device`, random conditioning for it, and one short warm-up run."""
+    decoder = build_decoder(cfg, device=device, dtype=dtype, weights=False)
     embeds, masks = {}, {}
     for name, (tokens, width) in decoder.streams.items():
         n = tokens or 16
-        embeds[name] = torch.randn(1, n, width) * 0.1
-        masks[name] = torch.ones(1, n, dtype=torch.bool)
-    return Conditioning(embeds=embeds, masks=masks)
+        embeds[name] = (torch.randn(1, n, width) * 0.1).to(device=device, dtype=dtype or torch.float32)
+        masks[name] = torch.ones(1, n, dtype=torch.bool, device=device)
+    cond = Conditioning(embeds=embeds, masks=masks)
+    decoder.generate(cond, SamplingSettings(duration=1.0, seed=0, steps=steps))
+    return decoder, cond
 
 
 def _rtf(name: str, cfg: DecoderConfig, device: str, dtype: torch.dtype | None, durations: list[float]) -> None:
-    decoder = build_decoder(cfg, device=device, dtype=dtype, weights=False)
-    cond = _conditioning(decoder)
-    cond.embeds = {k: v.to(device=device, dtype=dtype or torch.float32) for k, v in cond.embeds.items()}
-    cond.masks = {k: v.to(device) for k, v in cond.masks.items()}
-    decoder.generate(cond, SamplingSettings(duration=1.0, seed=0))  # warm-up
+    decoder, cond = warmed_up(cfg, device, dtype)
     precision = str(dtype or torch.float32).replace("torch.", "")
     for duration in durations:
         if device == "cuda":

@@ -23,9 +23,8 @@ from transformers import BitsAndBytesConfig, LlamaForCausalLM
 
 from adapters.mert import MusicEncoder
 from adapters.vision import ImageEncoder, VideoEncoder
-from bench.decoders import _conditioning
+from bench.decoders import warmed_up
 from generation.config import SamplingSettings
-from generation.registry import build_decoder
 from mumu.llm import attach_lora, llama_config, quantization_config
 from mumu.profiles import full
 
@@ -91,11 +90,7 @@ def _encoders() -> tuple[MusicEncoder, ImageEncoder, VideoEncoder]:
 def _music_seconds(kind: str, size: str | None, dtype: torch.dtype, seconds: float, steps: int) -> tuple:
     """(decoder, seconds of compute for `seconds` of audio)."""
     cfg = full(decoder=kind, musicgen_size=size).decoder if size else full(decoder=kind).decoder
-    decoder = build_decoder(cfg, device="cuda", dtype=dtype, weights=False)
-    cond = _conditioning(decoder)
-    cond.embeds = {k: v.to(device="cuda", dtype=dtype) for k, v in cond.embeds.items()}
-    cond.masks = {k: v.to("cuda") for k, v in cond.masks.items()}
-    decoder.generate(cond, SamplingSettings(duration=1.0, seed=0, steps=steps))  # warm-up
+    decoder, cond = warmed_up(cfg, "cuda", dtype, steps)
     return decoder, _timed(lambda: decoder.generate(cond, SamplingSettings(duration=seconds, seed=0, steps=steps)))
 
 
