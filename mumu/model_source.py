@@ -30,10 +30,9 @@ from mumu.llm import check_quantize, is_placed
 from mumu.pipeline import MuMuPipeline
 from mumu.presets import MUSICGEN_CHECKPOINTS
 from mumu.profiles import full, get_profile, missing_sources, tiny
-from mumu.upstream.hub import DEFAULT_LLM, PUBLISHED, PUBLISHED_FILE, cache_root, converted_dir
+from mumu.upstream.hub import LLM_ENV, PUBLISHED, PUBLISHED_FILE, base_llm, cache_root, converted_copy
 
 MODEL_ENV = "MUMU_MODEL"
-LLM_ENV = "MUMU_UPSTREAM_LLM"  # the base LLM mumu.upstream.hub converts published ids against (default Llama-2-7B)
 # The trained model `auto` downloads, per decoder kind (no published model was trained for MusicGen-Melody; the
 # MusicGen one serves it, and the demo can still pick Melody per turn in caption mode).
 DEFAULT_MODELS = {"musicgen": "M2UGen/M2UGen-MusicGen-medium", "musicgen_melody": "M2UGen/M2UGen-MusicGen-medium",
@@ -109,7 +108,7 @@ def peek_config(model: str) -> MuMuConfig:
     if path.exists() or not is_hub_id(model):
         return MuMuConfig.load(resolve_checkpoint(model))  # raises for files and missing directories
     if model in PUBLISHED:
-        done = _converted(model)
+        done = converted_copy(model)
         return MuMuConfig.load(done) if done else published_profile(model)
     try:
         return MuMuConfig.load(Path(hf_hub_download(model, CONFIG_NAME, etag_timeout=HUB_TIMEOUT_S)).parent)
@@ -124,12 +123,6 @@ def published_profile(repo_id: str) -> MuMuConfig:
         return full(decoder="audioldm2")
     size = next(name for name, preset in MUSICGEN_CHECKPOINTS.items() if preset == source)
     return full(decoder="musicgen", musicgen_size=size)
-
-
-def _converted(repo_id: str) -> Path | None:
-    """The converted copy of a published id when it is complete."""
-    target = converted_dir(repo_id)
-    return target if (target / CONFIG_NAME).is_file() and (target / WEIGHTS_NAME).is_file() else None
 
 
 def _given(model: str, options: LoadOptions, machine: Machine | None) -> ModelChoice:
@@ -150,7 +143,7 @@ def _local_checkpoint(model: str) -> Path | None:
     if Path(model).is_dir():
         return Path(model)
     if model in PUBLISHED:
-        return _converted(model)
+        return converted_copy(model)
     files = [try_to_load_from_cache(model, name) for name in (CONFIG_NAME, WEIGHTS_NAME)]
     return Path(files[0]).parent if all(isinstance(f, str) for f in files) else None
 
@@ -214,8 +207,8 @@ def _download_gb(repo_id: str) -> float:
 def _check_llm_access(repo_id: str) -> None:
     """Converting a published id needs the base LLM (the gated Llama-2 unless $MUMU_UPSTREAM_LLM says otherwise):
     found out before the checkpoint's gigabytes download, not after."""
-    llm = os.environ.get(LLM_ENV) or DEFAULT_LLM
-    if repo_id not in PUBLISHED or _converted(repo_id) or Path(llm).is_dir():
+    llm = base_llm()
+    if repo_id not in PUBLISHED or converted_copy(repo_id) or Path(llm).is_dir():
         return
     if isinstance(try_to_load_from_cache(llm, CONFIG_NAME), str):
         return

@@ -4,6 +4,7 @@ huggingface_hub's own client (tests/local_hub.py replaces only the network), and
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from mumu.model_source import MODEL_ENV, LoadOptions, choose_model, load_pipelin
 from mumu.pipeline import ChatOptions
 from mumu.profiles import tiny
 from mumu.upstream import convert as convert_module
+from mumu.upstream.convert import REPORT_NAME
 from mumu.upstream.hub import CACHE_ENV, converted_dir
 from tests.converted import build_tiny_published
 from tests.local_hub import LocalHub
@@ -164,10 +166,17 @@ def test_no_access_to_the_gated_llm_is_found_out_before_downloading(monkeypatch)
     assert local.downloads(published) == []
 
 
+def _as_converted(trained: Path, repo_id: str) -> Path:
+    """trained laid out as a finished conversion of repo_id: config, weights and the converter's report."""
+    copy = converted_dir(repo_id)
+    shutil.copytree(trained, copy)
+    (copy / REPORT_NAME).write_text(json.dumps({"source": repo_id}))
+    return copy
+
+
 def test_a_converted_copy_counts_as_local_only_with_its_components(trained, monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    copy = converted_dir("M2UGen/M2UGen-MusicGen-small")
-    shutil.copytree(trained, copy)
+    copy = _as_converted(trained, "M2UGen/M2UGen-MusicGen-small")
     choice = choose_model(profile="auto", machine=ROOMY)
     assert (choice.how, choice.name, choice.checkpoint) == ("local", "M2UGen/M2UGen-MusicGen-small", copy)
     config = MuMuConfig.load(copy)
@@ -178,7 +187,7 @@ def test_a_converted_copy_counts_as_local_only_with_its_components(trained, monk
 
 def test_a_local_model_too_big_for_the_machine_falls_back_to_tiny(trained, monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    shutil.copytree(trained, converted_dir("M2UGen/M2UGen-MusicGen-small"))
+    _as_converted(trained, "M2UGen/M2UGen-MusicGen-small")
     choice = choose_model(profile="auto", machine=CRAMPED)
     assert choice.how == "tiny"
     assert choice.reason.startswith("auto: M2UGen/M2UGen-MusicGen-small is on this machine but does not fit: the "

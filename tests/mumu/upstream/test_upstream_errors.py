@@ -124,3 +124,18 @@ def test_published_hub_id_is_downloaded_and_converted_once(tmp_path, published, 
     assert all(torch.equal(t, weights[k]) for k, t in model.trained_state_dict().items())
     assert (hub.converted_dir("M2UGen/M2UGen-MusicGen-small") / "conversion.json").is_file()
     assert not list((tmp_path / "cache").glob(".converting-*"))
+
+
+def test_a_converted_copy_is_complete_only_with_everything_the_converter_writes(tmp_path, monkeypatch):
+    from mumu.config import CONFIG_NAME
+    from mumu.upstream.convert import REPORT_NAME, WEIGHTS_NAME
+    from mumu.upstream.hub import CACHE_ENV, converted_copy, converted_dir
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    target = converted_dir("M2UGen/M2UGen-MusicGen-small")
+    target.mkdir(parents=True)
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        (target / name).write_text("x")
+        assert converted_copy("M2UGen/M2UGen-MusicGen-small") is None  # an interrupted copy is not a model
+    (target / REPORT_NAME).write_text("{}")
+    assert converted_copy("M2UGen/M2UGen-MusicGen-small") == target
