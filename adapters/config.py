@@ -71,6 +71,10 @@ class AdapterConfig:
     rnn: AdapterRnn = "gru"
     norm_eps: float = 1e-6
     style: AdapterStyle = "mumu"
+    # Standardise each encoder channel with statistics of the training features before the adapters
+    # (adapters/standardize.py), fitted when training starts and saved with the adapters. Off as published (and for
+    # converted published weights, whose adapters learned without it); the tiny profile turns it on.
+    standardize: bool = False
 
     def __post_init__(self) -> None:
         check_fields(self)

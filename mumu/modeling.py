@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -15,6 +15,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from adapters.mert import MusicEncoder
+from adapters.standardize import FeatureStandardizer
 from adapters.styles import build_adapters
 from adapters.vision import ImageEncoder, VideoEncoder
 from mumu.config import MODALITIES, MuMuConfig
@@ -49,7 +50,8 @@ class MuMuOutput:
 
 TrainedPart = Literal["adapters", "injection", "projector", "lora", "audio_tokens", "norms", "llm_params"]
 OWN_MODULES: dict[str, TrainedPart] = {"music_adapter": "adapters", "image_adapter": "adapters",
-                                       "video_adapter": "adapters", "injection": "injection", "projector": "projector"}
+                                       "video_adapter": "adapters", "standardizers": "adapters",
+                                       "injection": "injection", "projector": "projector"}
 
 
 def _llm_part(name: str, extra: list[str]) -> TrainedPart | None:
@@ -89,6 +91,11 @@ class MuMuModel(nn.Module):
         acfg = config.adapter
         self.music_adapter, self.image_adapter, self.video_adapter = build_adapters(
             acfg, music_encoder, image_encoder, video_encoder)
+        # Empty unless adapter.standardize: then one per modality, whose statistics are saved with the adapters.
+        self.standardizers = nn.ModuleDict({
+            "music": FeatureStandardizer(music_encoder.num_layers_out, music_encoder.width),
+            "image": FeatureStandardizer(None, image_encoder.width),
+            "video": FeatureStandardizer(None, video_encoder.width)} if acfg.standardize else {})
         llm_config = llm.get_base_model().config
         if llm_config.hidden_size != acfg.llm_width:
             raise ValueError(f"adapter.llm_width={acfg.llm_width} but the LLM is {llm_config.hidden_size} wide")
@@ -140,7 +147,7 @@ class MuMuModel(nn.Module):
             if not rows:
                 result[name] = None
                 continue
-            present = [items[i].to(self.device) for i in rows]
+            present = [self._standardized(name, items[i].to(self.device)) for i in rows]
             tokens = adapters[name](present if name == "music" else torch.stack(present))
             full = tokens.new_zeros(batch, *tokens.shape[1:])
             full[rows] = tokens
@@ -148,6 +155,16 @@ class MuMuModel(nn.Module):
             mask[rows] = True
             result[name] = ModalityInput(full, mask)
         return result
+
+    def _standardized(self, modality: str, features: torch.Tensor) -> torch.Tensor:
+        return self.standardizers[modality](features) if modality in self.standardizers else features
+
+    def fit_standardizers(self, features: dict[str, Iterable[torch.Tensor]]) -> dict[str, int]:
+        """Fit the feature statistics that are not fitted yet from training features (modality -> clips or
+        token sets); returns the feature vectors each fitted one saw. Fitted statistics are kept: a later stage
+        standardises exactly as the one that trained the adapters."""
+        return {m: self.standardizers[m].fit(features[m]) for m in features
+                if m in self.standardizers and not self.standardizers[m].fitted}
 
     def forward(
         self,

@@ -91,6 +91,7 @@ def build_config(
     adapter_tokens: int = 1,
     group_size: int = 6,
     gate_init: float = 0.0,
+    standardize: bool = False,
     projector: dict[str, Any] | None = None,
     seed: int = 0,
 ) -> MuMuConfig:
@@ -103,7 +104,8 @@ def build_config(
         music_encoder=music_encoder,
         image_encoder=image_encoder,
         video_encoder=video_encoder,
-        adapter=AdapterConfig(llm_width=width, num_tokens=adapter_tokens, num_blocks=adapter_blocks),
+        adapter=AdapterConfig(llm_width=width, num_tokens=adapter_tokens, num_blocks=adapter_blocks,
+                              standardize=standardize),
         llm=llm,
         injection=InjectionConfig(group_size=group_size, gate_init=gate_init),
         projector=ProjectorConfig(streams=decoder_streams(decoder, text_tokens), **(projector or {})),
@@ -128,6 +130,7 @@ def tiny(decoder: str = "musicgen", seed: int = 0) -> MuMuConfig:
         adapter_blocks=2,
         group_size=2,
         gate_init=1.0,  # a random LLM has nothing to protect; zero gates never opened (docs/training.md)
+        standardize=True,  # encoder channels at unit scale: weak attributes are learned (docs/training.md)
         projector=dict(width=32, heads=2, encoder_layers=1, decoder_layers=1, ffn_width=64),
     )
 

@@ -22,7 +22,7 @@ class TrainDefaults:
 
 TRAIN_DEFAULTS: dict[str, TrainDefaults] = {
     "full": TrainDefaults(lr=1e-4, batch_size=4, warmup_steps=0, min_lr_ratio=0.01),
-    "tiny": TrainDefaults(lr=5e-3, batch_size=8, warmup_steps=10, min_lr_ratio=0.1),
+    "tiny": TrainDefaults(lr=3e-3, batch_size=16, warmup_steps=10, min_lr_ratio=0.1),
 }
 # Models of other profiles (converted upstream checkpoints, custom configs) train with the paper's recipe.
 FALLBACK = "full"

@@ -135,6 +135,20 @@ def _saved_step(directory: Path) -> int:
     return int(state["position"]["step"])
 
 
+def _fit_standardizers(model: MuMuModel, store: FeatureStore, records: list[Record], media_root: Path,
+                       keys: dict[Path, str]) -> dict[str, tuple[int, int]]:
+    """Fit the model's unfitted feature statistics on the training records' media (each file once); returns
+    modality -> (files, feature vectors) of those fitted."""
+    if not any(not s.fitted for s in model.standardizers.values()):
+        return {}
+    files: dict[str, dict[str, None]] = {}  # modality -> store keys, in record order without repeats
+    for record in records:
+        for modality, rel in record.media.items():
+            files.setdefault(modality, {})[keys[media_root / rel]] = None
+    fitted = model.fit_standardizers({m: (store.get(k)["features"] for k in ks) for m, ks in files.items()})
+    return {m: (len(files[m]), vectors) for m, vectors in fitted.items()}
+
+
 def train_command(args: argparse.Namespace) -> dict[str, Any] | None:
     """Train one stage and save the result (plus periodic checkpoints) under --out; the summary on rank 0 only."""
     if args.base_dtype != "float32" and args.mixed_precision == "no":
@@ -161,6 +175,10 @@ def train_command(args: argparse.Namespace) -> dict[str, Any] | None:
     if args.features and any(computed.values()):
         _note(f"note: {args.features} lacked {sum(computed.values())} entries; computed them for this run")
     train_records, eval_records = split_records(records, args.eval_fraction, args.seed)
+    fitted = _fit_standardizers(model, store, train_records, args.media_root, keys)
+    if fitted:
+        _note("fitted feature statistics (adapter.standardize) on the training data: "
+              + ", ".join(f"{m} from {files} files ({vectors} vectors)" for m, (files, vectors) in fitted.items()))
     cfg = model.config.pipeline
     options = dict(template=cfg.template, system=cfg.system, max_length=args.max_length or cfg.max_context_tokens,
                    keys=keys)

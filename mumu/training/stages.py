@@ -36,12 +36,14 @@ def stage_trainable(
 def untrained_adapters_warning(stage: int, from_profile: str | None, train_adapters: bool) -> str | None:
     """What to say when a stage would learn on top of random, frozen understanding adapters; None when it won't.
 
-    A fresh profile's adapters are random; stages 2 and 3 freeze them, so the media features that reach the LLM
-    are fixed random projections and the run learns nothing useful from the media.
+    A fresh profile's adapters are random; stages 2 and 3 freeze them, so the media reach the LLM through fixed
+    random projections. Those still carry what the encoders hear (a linear probe reads it from them), and with
+    standardised features the tiny profile's stage 3 alone learns from them (docs/training.md), but nothing adapts
+    the adapters to the task: trained ones are the better start.
     """
     if from_profile is None or train_adapters or STAGES[stage].adapters:
         return None
     return (f"warning: stage {stage} keeps the understanding adapters frozen, and those of a fresh --profile "
-            f"{from_profile} are random: the media would reach the LLM as fixed random projections. Train stage 1 "
+            f"{from_profile} are random: the media reach the LLM through fixed random projections. Train stage 1 "
             "first and start from its output (--checkpoint DIR), or pass --train-adapters to train them in this "
             "stage")

@@ -19,4 +19,4 @@ def test_only_missing_values_are_filled():
 
 def test_description_names_every_profile():
     text = describe()
-    assert "tiny: lr=0.005" in text and "full: lr=0.0001" in text
+    assert f"tiny: lr={TRAIN_DEFAULTS['tiny'].lr:g}" in text and "full: lr=0.0001" in text

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mumu.data.features import FeatureStore, fingerprint
+from mumu.data.features import FeatureStore, fingerprint, media_key
 from mumu.profiles import tiny
 from mumu.training.defaults import TRAIN_DEFAULTS
 from tests.mumu.training.conftest import run_cli, spec
@@ -68,6 +68,37 @@ def _initial() -> dict[str, torch.Tensor]:
     from mumu.builder import build_model
 
     return {k: v.clone() for k, v in build_model(tiny()).trained_state_dict().items()}
+
+
+def test_feature_statistics_are_fitted_once_from_the_training_media(dataset, features, tmp_path):
+    root, paths = dataset
+    stage1 = tmp_path / "stage1"
+    code, _, err = run_cli("train", "--profile", "tiny", "--stage", 1, "--data", spec(paths, "mucaps", "coco"),
+                           "--media-root", root, "--features", features, "--max-steps", 1, "--eval-fraction", 0,
+                           "--out", stage1)
+    assert code == 0, err
+    assert "fitted feature statistics (adapter.standardize) on the training data: music from 4 files (" in err
+    saved = _weights(stage1)
+    # Reference: every step of the four clips and every token of the four pictures, straight from the store
+    store = FeatureStore.open(features, fingerprint(tiny()))
+    clips = [store.get(media_key("music", root / f"audios/{i}.wav"))["features"] for i in range(4)]
+    frames = torch.cat(clips, dim=1).double()
+    assert int(saved["standardizers.music.count"]) == frames.shape[1]
+    assert torch.allclose(saved["standardizers.music.mean"], frames.mean(1, keepdim=True).float(), atol=1e-5)
+    assert torch.allclose(saved["standardizers.music.std"], frames.std(1, keepdim=True, unbiased=False).float(),
+                          atol=1e-5)
+    tokens = torch.cat([store.get(media_key("image", root / f"images/{i}.png"))["features"] for i in range(4)])
+    assert torch.allclose(saved["standardizers.image.mean"], tokens.double().mean(0).float(), atol=1e-5)
+    assert int(saved["standardizers.video.count"]) == 0  # no video in this run: left as the identity
+    # A later stage keeps the statistics its adapters were trained with, on whatever data it sees
+    stage3 = tmp_path / "stage3"
+    code, _, err = run_cli("train", "--checkpoint", stage1, "--stage", 3, "--data", spec(paths, "musicqa"),
+                           "--media-root", root, "--features", features, "--max-steps", 1, "--eval-fraction", 0,
+                           "--out", stage3)
+    assert code == 0, err
+    assert "fitted feature statistics" not in err
+    assert all(torch.equal(_weights(stage3)[f"standardizers.music.{k}"], saved[f"standardizers.music.{k}"])
+               for k in ("mean", "std", "count"))
 
 
 def test_stage2_trains_projector_on_decoder_targets(dataset, features, tmp_path):
@@ -181,7 +212,9 @@ def test_bf16_frozen_parts_with_autocast_train_and_save_float32(dataset, feature
     assert code == 0, err
     assert result["steps"] == 2 and torch.isfinite(torch.tensor(result["train"]["ce"]))
     weights = _weights(tmp_path / "bf16")
-    assert {t.dtype for t in weights.values()} == {torch.float32}
+    assert {t.dtype for t in weights.values() if t.is_floating_point()} == {torch.float32}
+    assert {k for k, t in weights.items() if not t.is_floating_point()} == {  # how many vectors the statistics saw
+        f"standardizers.{m}.count" for m in ("music", "image", "video")}
 
 
 def test_epochs_count_whole_passes_over_the_data(dataset, features, tmp_path):
