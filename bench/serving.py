@@ -81,14 +81,14 @@ def measure(pipeline: MuMuPipeline, k: int, tokens: int, repeats: int) -> dict[s
     """Best-of-repeats serial and concurrent runs of k turns, interleaved so load drift hits both alike."""
     best = {"serial": (math.inf, [], []), "concurrent": (math.inf, [], [])}
     identical = True
-    sizes_before = len(pipeline.scheduler.batch_sizes)
+    sizes_before = len(pipeline.scheduler.text.batch_sizes)
     for _ in range(repeats):
         texts = {}
         for name, run in (("serial", serial), ("concurrent", concurrent)):
             wall, texts[name], latencies = run(pipeline, k, tokens)
             best[name] = min(best[name], (wall, texts[name], latencies), key=lambda r: r[0])
         identical &= texts["serial"] == texts["concurrent"]
-    batches = list(pipeline.scheduler.batch_sizes)[sizes_before:]
+    batches = list(pipeline.scheduler.text.batch_sizes)[sizes_before:]
     row: dict[str, Any] = {"k": k, "identical": identical, "largest_batch": max(batches)}
     for name, (wall, _, latencies) in best.items():
         row[name] = {"wall_s": wall, "tokens_per_s": k * tokens / wall, "p50_s": float(np.percentile(latencies, 50)),
