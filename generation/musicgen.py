@@ -10,6 +10,12 @@ null half when it runs the text encoder itself.
 Long outputs are made as audiocraft's MusicGen.generate does with extend_stride: windows of codes, each prompted with
 the last overlap_seconds of the codes generated so far (never with re-encoded audio), and the whole code sequence
 decoded once at the end, so no window edge of the codec's decoder reaches the output.
+
+Batches (generate_batch, for rows that share everything but the seed): the rows' states are stacked [rows; nulls],
+as stock generate lays out its classifier-free guidance, and _RowSampler samples each row from its own generator
+seeded with its seed, doing per row exactly what a one-row call does with the global RNG seeded the same; each row's
+codes are then decoded alone. So each row is bit for bit its one-row result (tests/generation/test_musicgen.py, on
+CPU; per-row CUDA generators follow the same seeding but were not checked on a GPU here).
 """
 
 from __future__ import annotations
@@ -259,7 +265,8 @@ class MusicGenDecoder(MusicDecoder):
 
     @contextmanager
     def _sampling(self) -> Iterator[None]:
-        """No autograd, and the caller's global RNG left as it was (generate seeds it for its sampling)."""
+        """No autograd, and the caller's global RNG left as it was (the one-row path seeds it for its sampling; stock
+        sampling draws from it in a batch too, from one-hot probabilities)."""
         device = self.model.device
         with torch.inference_mode(), torch.random.fork_rng(devices=[device.index] if device.type == "cuda" else []):
             yield

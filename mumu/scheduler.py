@@ -12,9 +12,9 @@ Text: every row may share a batch. The rows are decoded as one left-padded batch
 batch's last row ends.
 
 Music: rows share a batch when they use the same decoder with the same mode and settings but the seed
-(generation.registry.batch_key: MusicGen and MusicGen-Melody new music; edits and AudioLDM2 are made alone, in the
-caller's thread). The decoder samples the batch with one generator per row (MusicDecoder.generate_batch) and decodes
-each row's codes alone.
+(generation.registry.batch_key: MusicGen new music from embeddings or a caption, MusicGen-Melody from embeddings;
+edits, other modes and AudioLDM2 are made alone, in the caller's thread). The decoder samples the batch with one
+generator per row (MusicDecoder.generate_batch) and decodes each row's codes alone.
 
 What a row gets is what it would get alone:
 - tokens and text: each row keeps its own settings and, when seeded, samples from its own generator; the logits of
