@@ -93,13 +93,14 @@ R = TypeVar("R", bound=Request)
 class WindowQueue(Generic[R]):
     """Rows collected for a window and served in batches by one worker thread, first come, first served.
 
-    `run(rows)` serves rows as one batch under `lock`: it hands each row its result (`result` or `error`) and sets its
-    `finished`, or raises when the batch fails as a whole (its unfinished rows are then retried one by one).
+    `run_batch(rows)` serves rows as one batch under `lock`: it hands each row its result (`result` or `error`) and sets
+    its `finished`, or raises when the batch fails as a whole (its unfinished rows are then retried one by one).
+    `bounded`: refuse rows with Busy while `max_queue` wait already.
     """
 
-    def __init__(self, name: str, limits: Limits, lock: threading.RLock, run: Callable[[list[R]], None],
+    def __init__(self, name: str, limits: Limits, lock: threading.RLock, run_batch: Callable[[list[R]], None],
                  bounded: bool = True) -> None:
-        self.name, self.limits, self.lock, self.run, self.bounded = name, limits, lock, run, bounded
+        self.name, self.limits, self.lock, self.run_batch, self.bounded = name, limits, lock, run_batch, bounded
         self.batch_sizes: collections.deque[int] = collections.deque(maxlen=1024)  # the last batches' sizes
         self._queue: collections.deque[R] = collections.deque()
         self._cond = threading.Condition()
@@ -194,7 +195,7 @@ class WindowQueue(Generic[R]):
     def _run(self, rows: list[R]) -> None:
         with self.lock:
             self.batch_sizes.append(len(rows))
-            self.run(rows)
+            self.run_batch(rows)
 
 
 @dataclass(kw_only=True)
