@@ -1,4 +1,4 @@
-"""The turn scheduler: concurrent turns decode as one batch and get exactly what each gets alone."""
+"""The turn scheduler: concurrent turns decode and make music as batches, and get exactly what each gets alone."""
 
 from __future__ import annotations
 
