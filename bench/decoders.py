@@ -14,7 +14,7 @@ import time
 import torch
 
 from generation.config import DecoderConfig, SamplingSettings
-from generation.interface import Conditioning
+from generation.interface import Conditioning, MusicDecoder
 from generation.registry import build_decoder
 from mumu.profiles import full, tiny
 
@@ -22,14 +22,19 @@ from mumu.profiles import full, tiny
 def warmed_up(cfg: DecoderConfig, device: str, dtype: torch.dtype | None, steps: int = 25):
     """A full-size or tiny random-init decoder on `device`, random conditioning for it, and one short warm-up run."""
     decoder = build_decoder(cfg, device=device, dtype=dtype, weights=False)
+    cond = random_conditioning(decoder, device, dtype)
+    decoder.generate(cond, SamplingSettings(duration=1.0, seed=0, steps=steps))
+    return decoder, cond
+
+
+def random_conditioning(decoder: MusicDecoder, device: str, dtype: torch.dtype | None) -> Conditioning:
+    """Random embeddings (scaled like a projector's) for every stream the decoder reads, 16 tokens where any fit."""
     embeds, masks = {}, {}
     for name, (tokens, width) in decoder.streams.items():
         n = tokens or 16
         embeds[name] = (torch.randn(1, n, width) * 0.1).to(device=device, dtype=dtype or torch.float32)
         masks[name] = torch.ones(1, n, dtype=torch.bool, device=device)
-    cond = Conditioning(embeds=embeds, masks=masks)
-    decoder.generate(cond, SamplingSettings(duration=1.0, seed=0, steps=steps))
-    return decoder, cond
+    return Conditioning(embeds=embeds, masks=masks)
 
 
 def _rtf(name: str, cfg: DecoderConfig, device: str, dtype: torch.dtype | None, durations: list[float]) -> None:

@@ -1,15 +1,20 @@
-"""Many users at once: k concurrent text turns through the turn scheduler vs the same k turns one after another.
+"""Many users at once: k concurrent turns through the turn scheduler vs the same k turns one after another.
 
-On the mid-size random-init LLM of bench/decode.py (the tiny profile with a 1024-wide, 8-layer Llama) behind a real
-MuMuPipeline, for k in 1, 2, 4, 8, measured side by side in one run (serial and concurrent interleaved, best of
---repeats by wall time):
+On the mid-size random-init LLM of bench/decode.py (the tiny profile with a 1024-wide, 8-layer Llama) and the tiny
+profile's MusicGen behind a real MuMuPipeline, for k in 1, 2, 4, 8, measured side by side in one run (serial and
+concurrent interleaved, best of --repeats by wall time):
 
 - serial: the k turns (each in its own new conversation, different prompts) sent one after another;
 - concurrent: the k turns sent at once from k threads; the scheduler decodes them as one batch;
 - total wall time of each, the ratio concurrent/serial (target at k=4: <= 0.5), new tokens per second overall, the
-  p50/p95 latency of a turn (send to reply), and whether every turn's text is identical both ways.
+  p50/p95 latency of a turn (send to reply), and whether every turn's output is identical both ways.
 
-Every turn makes exactly --tokens new tokens (bench.decode.forced_length bans EOS and [AUD]), greedy, music never.
+Text turns make exactly --tokens new tokens (bench.decode.forced_length bans EOS and [AUD]), greedy, music never.
+Music turns (the second table) ask for music always: their replies are the 8 [AUD] tokens, then each makes a
+--track-seconds track with the model's own decoder, its own seed per turn (the tracks of one batch share the decoder
+and its settings, so the scheduler samples them as one batch); identical means the same text and the same samples in
+the track's file. The third table is the decoder alone: k tracks (random conditioning, own seeds) made by one
+generate_batch call vs one generate call each, and whether every track is the same both ways.
 
 Run from the repo root: python -m bench.serving  (--help for the size, token count and repeats)
 """
@@ -22,12 +27,17 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import soundfile as sf
 import torch
 
 from bench.decode import SIZES, forced_length, mid_config
+from bench.decoders import random_conditioning
+from generation.config import SamplingSettings
+from generation.interface import MusicDecoder
 from mumu.builder import build_model
 from mumu.decoder_pool import build_seeded_decoder
 from mumu.pipeline import ChatOptions, MuMuPipeline
@@ -40,33 +50,45 @@ TOPICS = ("a slow piano ballad", "drums", "a bright brass fanfare for a parade",
 
 
 def build_pipeline(size: str, out_dir: str) -> MuMuPipeline:
-    """A pipeline on the chosen LLM size (the tiny decoder: music is not measured here)."""
+    """A pipeline on the chosen LLM size, with the tiny profile's decoder."""
     config = mid_config() if size == "mid" else tiny()
     config.pipeline.max_batch = max(CONCURRENCY)
     return MuMuPipeline(build_model(config), build_seeded_decoder(config, config.decoder.kind), out_dir)
 
 
-def turn(pipeline: MuMuPipeline, index: int, tokens: int) -> tuple[str, float]:
-    """One text turn in a new conversation: its reply text and its latency in seconds."""
-    start = time.perf_counter()
-    reply = pipeline.chat(pipeline.new_conversation(), f"Describe {TOPICS[index % len(TOPICS)]}.",
-                          options=ChatOptions(music="never", max_new_tokens=tokens))
-    return reply.text, time.perf_counter() - start
+def text_turn(tokens: int) -> Callable[[int], ChatOptions]:
+    """A text turn's options: exactly `tokens` new tokens (under forced_length), no music."""
+    return lambda index: ChatOptions(music="never", max_new_tokens=tokens)
 
 
-def serial(pipeline: MuMuPipeline, k: int, tokens: int) -> tuple[float, list[str], list[float]]:
-    """The k turns one after another: total wall time, texts, latencies."""
+def music_turn(seconds: float) -> Callable[[int], ChatOptions]:
+    """A music turn's options: the reply is the 8 [AUD] tokens, then a track of `seconds` with the turn's own seed."""
+    return lambda index: ChatOptions(music="always", max_new_tokens=8,
+                                     sampling=SamplingSettings(duration=seconds, seed=index))
+
+
+def turn(pipeline: MuMuPipeline, index: int, options: ChatOptions) -> tuple[Any, float]:
+    """One turn in a new conversation: its output (text, and the track's samples if any) and its latency (s)."""
     start = time.perf_counter()
-    results = [turn(pipeline, i, tokens) for i in range(k)]
+    reply = pipeline.chat(pipeline.new_conversation(), f"Describe {TOPICS[index % len(TOPICS)]}.", options=options)
+    latency = time.perf_counter() - start
+    return (reply.text, None if reply.audio is None else sf.read(reply.audio)[0]), latency
+
+
+def serial(pipeline: MuMuPipeline, k: int, options: Callable[[int], ChatOptions]) -> tuple[float, list, list[float]]:
+    """The k turns one after another: total wall time, outputs, latencies."""
+    start = time.perf_counter()
+    results = [turn(pipeline, i, options(i)) for i in range(k)]
     return time.perf_counter() - start, [r[0] for r in results], [r[1] for r in results]
 
 
-def concurrent(pipeline: MuMuPipeline, k: int, tokens: int) -> tuple[float, list[str], list[float]]:
-    """The k turns sent at once from k threads: total wall time, texts, latencies."""
+def concurrent(pipeline: MuMuPipeline, k: int, options: Callable[[int], ChatOptions],
+               ) -> tuple[float, list, list[float]]:
+    """The k turns sent at once from k threads: total wall time, outputs, latencies."""
     results: list[Any] = [None] * k
 
     def run(i: int) -> None:
-        results[i] = turn(pipeline, i, tokens)
+        results[i] = turn(pipeline, i, options(i))
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(k)]
     start = time.perf_counter()
@@ -77,19 +99,27 @@ def concurrent(pipeline: MuMuPipeline, k: int, tokens: int) -> tuple[float, list
     return time.perf_counter() - start, [r[0] for r in results], [r[1] for r in results]
 
 
-def measure(pipeline: MuMuPipeline, k: int, tokens: int, repeats: int) -> dict[str, Any]:
+def _same(a: list, b: list) -> bool:
+    return all(ta == tb and (wa is None) == (wb is None) and (wa is None or np.array_equal(wa, wb))
+               for (ta, wa), (tb, wb) in zip(a, b, strict=True))
+
+
+def measure(pipeline: MuMuPipeline, k: int, options: Callable[[int], ChatOptions], tokens: int,
+            repeats: int) -> dict[str, Any]:
     """Best-of-repeats serial and concurrent runs of k turns, interleaved so load drift hits both alike."""
     best = {"serial": (math.inf, [], []), "concurrent": (math.inf, [], [])}
     identical = True
-    sizes_before = len(pipeline.scheduler.batch_sizes)
+    scheduler = pipeline.scheduler
+    before = {"text": len(scheduler.text.batch_sizes), "music": len(scheduler.music.batch_sizes)}
     for _ in range(repeats):
-        texts = {}
+        outputs = {}
         for name, run in (("serial", serial), ("concurrent", concurrent)):
-            wall, texts[name], latencies = run(pipeline, k, tokens)
-            best[name] = min(best[name], (wall, texts[name], latencies), key=lambda r: r[0])
-        identical &= texts["serial"] == texts["concurrent"]
-    batches = list(pipeline.scheduler.batch_sizes)[sizes_before:]
-    row: dict[str, Any] = {"k": k, "identical": identical, "largest_batch": max(batches)}
+            wall, outputs[name], latencies = run(pipeline, k, options)
+            best[name] = min(best[name], (wall, outputs[name], latencies), key=lambda r: r[0])
+        identical &= _same(outputs["serial"], outputs["concurrent"])
+    row: dict[str, Any] = {"k": k, "identical": identical}
+    for stage, queue in (("text", scheduler.text), ("music", scheduler.music)):
+        row[f"largest_{stage}_batch"] = max(list(queue.batch_sizes)[before[stage]:], default=0)
     for name, (wall, _, latencies) in best.items():
         row[name] = {"wall_s": wall, "tokens_per_s": k * tokens / wall, "p50_s": float(np.percentile(latencies, 50)),
                      "p95_s": float(np.percentile(latencies, 95))}
@@ -97,17 +127,46 @@ def measure(pipeline: MuMuPipeline, k: int, tokens: int, repeats: int) -> dict[s
     return row
 
 
-def table(rows: list[dict[str, Any]]) -> str:
-    """A Markdown table of the measured rows."""
-    lines = ["| concurrent turns | serial wall (s) | concurrent wall (s) | ratio | tokens/s serial | tokens/s "
-             "concurrent | p50 / p95 latency serial (s) | p50 / p95 latency concurrent (s) | largest batch "
-             "| identical text |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+def table(rows: list[dict[str, Any]], music: bool = False) -> str:
+    """A Markdown table of the measured rows (music: the largest music batch too, and identical tracks)."""
+    kind, same = ("music turns", "identical text and track") if music else ("turns", "identical text")
+    lines = [f"| concurrent {kind} | serial wall (s) | concurrent wall (s) | ratio | tokens/s serial | tokens/s "
+             "concurrent | p50 / p95 latency serial (s) | p50 / p95 latency concurrent (s) | largest text batch "
+             + ("| largest music batch " if music else "") + f"| {same} |",
+             "|---|---|---|---|---|---|---|---|---|" + ("---|" if music else "") + "---|"]
     for r in rows:
         s, c = r["serial"], r["concurrent"]
         lines.append(f"| {r['k']} | {s['wall_s']:.2f} | {c['wall_s']:.2f} | {r['ratio']:.2f} | {s['tokens_per_s']:.0f} "
                      f"| {c['tokens_per_s']:.0f} | {s['p50_s']:.2f} / {s['p95_s']:.2f} | {c['p50_s']:.2f} / "
-                     f"{c['p95_s']:.2f} | {r['largest_batch']} | {'yes' if r['identical'] else 'NO'} |")
+                     f"{c['p95_s']:.2f} | {r['largest_text_batch']} | "
+                     + (f"{r['largest_music_batch']} | " if music else "")
+                     + f"{'yes' if r['identical'] else 'NO'} |")
+    return "\n".join(lines)
+
+
+def decoder_batches(decoder: MusicDecoder, k: int, seconds: float, repeats: int) -> dict[str, Any]:
+    """Best-of-repeats wall time of k tracks one by one vs as one batch, interleaved, and whether they are identical."""
+    device = str(next(decoder.components["decoder"].parameters()).device)
+    conds = [random_conditioning(decoder, device, None) for _ in range(k)]
+    settings = [SamplingSettings(duration=seconds, seed=i) for i in range(k)]
+    best = {"one_by_one": math.inf, "batch": math.inf}
+    identical = True
+    for _ in range(repeats):
+        start = time.perf_counter()
+        alone = [decoder.generate(c, s).waveform for c, s in zip(conds, settings, strict=True)]
+        best["one_by_one"] = min(best["one_by_one"], time.perf_counter() - start)
+        start = time.perf_counter()
+        batch = [a.waveform for a in decoder.generate_batch(conds, settings, [None] * k)]
+        best["batch"] = min(best["batch"], time.perf_counter() - start)
+        identical &= all(np.array_equal(a, b) for a, b in zip(alone, batch, strict=True))
+    return {"k": k, **best, "ratio": best["batch"] / best["one_by_one"], "identical": identical}
+
+
+def decoder_table(rows: list[dict[str, Any]]) -> str:
+    """A Markdown table of the decoder-alone rows."""
+    lines = ["| tracks | one by one (s) | one batch (s) | ratio | identical tracks |", "|---|---|---|---|---|"]
+    lines += [f"| {r['k']} | {r['one_by_one']:.2f} | {r['batch']:.2f} | {r['ratio']:.2f} | "
+              f"{'yes' if r['identical'] else 'NO'} |" for r in rows]
     return "\n".join(lines)
 
 
@@ -116,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=SIZES, default="mid")
     parser.add_argument("--tokens", type=int, default=32, help="new tokens per turn")
+    parser.add_argument("--track-seconds", type=float, default=2.0, help="length of each music turn's track")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
@@ -123,17 +183,28 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as out_dir:
         pipeline = build_pipeline(args.size, out_dir)
         pipeline.model.to(args.device)
-        print(f"{args.size} LLM, {args.tokens} new tokens per turn, device {args.device}, torch threads "
-              f"{torch.get_num_threads()}, batch window {pipeline.scheduler.window_s * 1000:g} ms, load average "
-              f"before {os.getloadavg()[0]:.2f}")
+        for module in pipeline.decoder.components.values():
+            module.to(args.device)
+        print(f"{args.size} LLM, {args.tokens} new tokens per text turn, {args.track_seconds:g} s tracks per music "
+              f"turn, device {args.device}, torch threads {torch.get_num_threads()}, batch window "
+              f"{pipeline.scheduler.window_s * 1000:g} ms, load average before {os.getloadavg()[0]:.2f}")
         with forced_length(pipeline.model):
-            turn(pipeline, 0, 2)  # warm-up
-            rows = [measure(pipeline, k, args.tokens, args.repeats) for k in CONCURRENCY]
+            turn(pipeline, 0, text_turn(2)(0))  # warm-up
+            rows = [measure(pipeline, k, text_turn(args.tokens), args.tokens, args.repeats) for k in CONCURRENCY]
+        turn(pipeline, 0, music_turn(0.2)(0))  # warm-up
+        music = [measure(pipeline, k, music_turn(args.track_seconds), 8, args.repeats) for k in CONCURRENCY]
+        tracks = [decoder_batches(pipeline.decoder, k, args.track_seconds, args.repeats) for k in CONCURRENCY]
     print(table(rows))
+    print()
+    print(table(music, music=True))
+    print()
+    print(decoder_table(tracks))
     at4 = next(r for r in rows if r["k"] == 4)["ratio"]
-    ok = at4 <= TARGET_AT_4 and all(r["identical"] for r in rows)
-    print(f"target: 4 concurrent turns in <= {TARGET_AT_4}x the serial time; measured {at4:.2f}x "
-          f"({'met' if ok else 'MISSED'}); load average after {os.getloadavg()[0]:.2f}")
+    music_at4 = next(r for r in music if r["k"] == 4)["ratio"]
+    ok = at4 <= TARGET_AT_4 and all(r["identical"] for r in rows + music + tracks)
+    print(f"target: 4 concurrent turns in <= {TARGET_AT_4}x the serial time; measured {at4:.2f}x for text, "
+          f"{music_at4:.2f}x for music turns ({'met' if ok else 'MISSED'}); load average after "
+          f"{os.getloadavg()[0]:.2f}")
     return 0 if ok else 1
 
 

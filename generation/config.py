@@ -8,6 +8,8 @@ from typing import Any, Literal
 from choices import check_fields
 
 DecoderKind = Literal["musicgen", "musicgen_melody", "audioldm2"]
+ConditioningMode = Literal["embeddings", "caption"]
+"""What a decoder is conditioned on: the output projector's embeddings, or a caption through its own text encoder."""
 
 
 @dataclass

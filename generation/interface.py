@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from generation.config import DecoderConfig, SamplingSettings
+from generation.config import ConditioningMode, DecoderConfig, SamplingSettings
 
 
 @dataclass
@@ -27,6 +28,11 @@ class Conditioning:
     masks: dict[str, torch.Tensor] = field(default_factory=dict)
     caption: str | None = None
     ranking_text: str | None = None
+
+    @property
+    def mode(self) -> ConditioningMode:
+        """What a decoder conditions on: the embeddings if there are any (they win over a caption), else the caption."""
+        return "embeddings" if self.embeds else "caption"
 
     def check(self) -> Conditioning:
         """Reject empty conditioning with a clear message."""
@@ -122,3 +128,18 @@ class MusicDecoder(abc.ABC):
             ValueError: a setting out of range, empty conditioning, a stream or shape the decoder does not read,
                 a missing tokenizer in caption mode, or an edit source this decoder cannot use.
         """
+
+    def generate_batch(
+        self, conds: Sequence[Conditioning], settings: Sequence[SamplingSettings],
+        sources: Sequence[EditSource | None],
+    ) -> list[DecodedAudio]:
+        """Make music for several rows at once: row i is exactly `generate(conds[i], settings[i], sources[i])`.
+
+        Decoders that can sample rows together bit for bit as each alone override this for the rows that may share a
+        batch (generation.registry.batch_key: same kind, mode and settings but the seed); this default, and any row
+        set that may not share a batch, makes them one by one.
+
+        Raises:
+            ValueError: as `generate`, for the first row it rejects.
+        """
+        return [self.generate(c, s, src) for c, s, src in zip(conds, settings, sources, strict=True)]

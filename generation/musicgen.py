@@ -10,13 +10,19 @@ null half when it runs the text encoder itself.
 Long outputs are made as audiocraft's MusicGen.generate does with extend_stride: windows of codes, each prompted with
 the last overlap_seconds of the codes generated so far (never with re-encoded audio), and the whole code sequence
 decoded once at the end, so no window edge of the codec's decoder reaches the output.
+
+Batches (generate_batch, for rows that share everything but the seed): the rows' states are stacked [rows; nulls],
+as stock generate lays out its classifier-free guidance, and _RowSampler samples each row from its own generator
+seeded with its seed, doing per row exactly what a one-row call does with the global RNG seeded the same; each row's
+codes are then decoded alone. So each row is bit for bit its one-row result (tests/generation/test_musicgen.py, on
+CPU; per-row CUDA generators follow the same seeding but were not checked on a GPU here).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,10 +32,16 @@ import numpy as np
 import torch
 from transformers import (
     AutoTokenizer,
+    ClassifierFreeGuidanceLogitsProcessor,
+    LogitsProcessor,
+    LogitsProcessorList,
     MusicgenConfig,
     MusicgenForConditionalGeneration,
     MusicgenMelodyConfig,
     MusicgenMelodyForConditionalGeneration,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
 )
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.models.encodec.modeling_encodec import EncodecDecoderOutput
@@ -38,6 +50,7 @@ from checkpoints.sources import resolve_source
 from generation.chroma import chroma_features, stft_params
 from generation.config import DecoderConfig, SamplingSettings
 from generation.interface import Conditioning, DecodedAudio, EditSource, MusicDecoder
+from generation.registry import batch_key
 from generation.separation import MELODY_STEMS, StemSeparator, load_separator
 
 STREAM = "encoder_hidden_states"
@@ -185,10 +198,7 @@ class MusicGenDecoder(MusicDecoder):
     ) -> DecodedAudio:
         """Sample `duration` seconds. Embeddings win over a caption when both are given."""
         settings.validate(self.config.max_duration)
-        cond.check()
-        mode = "embeddings" if cond.embeds else "caption"
-        if mode == "embeddings" and STREAM not in cond.embeds:
-            raise ValueError(f"MusicGen reads the {STREAM!r} stream, got {sorted(cond.embeds)}")
+        self._check(cond)
         melody = prompt = None
         if source is not None:
             wav = self._source_audio(source)
@@ -204,32 +214,70 @@ class MusicGenDecoder(MusicDecoder):
                                      f"duration ({settings.duration:g} s), got {len(wav) / self.sample_rate:.3f} s")
             else:
                 raise ValueError(f"unknown edit mode {source.mode!r}: expected 'melody' or 'continue'")
-        device = self.model.device
-        with torch.inference_mode(), torch.random.fork_rng(devices=[device.index] if device.type == "cuda" else []):
+        with self._sampling():
             torch.manual_seed(settings.seed)
-            if mode == "embeddings":
-                text = self._embedding_states(cond, settings.guidance_scale)
+            if cond.mode == "embeddings":
+                text = self._with_null([self._embedding_rows(cond)], settings.guidance_scale)
             else:
                 text = self._caption(cond)
-            codes = None if prompt is None else self._encode(prompt)
-            codes, windows = self._windows(text, mode, settings, codes, melody)
-            audio = self._decode(codes)[: round(settings.duration * self.sample_rate)]
+            codes = None if prompt is None else self._encode(prompt)[None]
+            codes, windows = self._windows(text, settings, codes, melody)
+            audio = self._decode(codes[0])[: round(settings.duration * self.sample_rate)]
         if prompt is not None:
             audio = self._fade_in_from(prompt, audio)
-        info = {"decoder": self.name, "kind": self.config.kind, "mode": mode, "seed": settings.seed,
-                "guidance_scale": settings.guidance_scale, "temperature": settings.temperature,
-                "top_k": settings.top_k, "top_p": settings.top_p, "windows": windows,
-                "source_seconds": 0.0 if prompt is None else len(prompt) / self.sample_rate,
-                "melody": melody is not None}
+        info = self._info(cond, settings, windows)
+        info["source_seconds"] = 0.0 if prompt is None else len(prompt) / self.sample_rate
+        info["melody"] = melody is not None
         if melody is not None:
             stems = "+".join(MELODY_STEMS)
             info["melody_from"] = f"{stems} stems ({self.separator.name})" if self.separator else "full mix"
             if self.separator is None:
                 info["notes"] = [self.separator_note]
-        if settings.guidance_scale > 1:
-            info["null_condition"] = "zeros, mask 0 (as MusicGen was trained)"
         # Not clipped: the codec may overshoot full scale a little, and delivery levelling (media.levelling) limits it.
         return DecodedAudio(audio.astype(np.float32), self.sample_rate, info)
+
+    def generate_batch(
+        self, conds: Sequence[Conditioning], settings: Sequence[SamplingSettings],
+        sources: Sequence[EditSource | None],
+    ) -> list[DecodedAudio]:
+        """Rows that may share a batch (generation.registry.batch_key) are sampled together, each from a generator
+        seeded with its own seed, so each gets bit for bit what `generate` makes of it alone; others one by one."""
+        keys = {batch_key(self.config.kind, c, s, src) for c, s, src in zip(conds, settings, sources, strict=True)}
+        if len(conds) < 2 or len(keys) != 1 or None in keys:
+            return super().generate_batch(conds, settings, sources)
+        shared = settings[0].validate(self.config.max_duration)
+        for cond in conds:
+            self._check(cond)
+        with self._sampling():
+            rows = [self._embedding_rows(c) if c.mode == "embeddings" else self._caption_rows(c) for c in conds]
+            text = self._with_null(rows, shared.guidance_scale)
+            generators = [torch.Generator(self.model.device).manual_seed(s.seed) for s in settings]
+            codes, windows = self._windows(text, shared, None, None, generators)
+            audio = [self._decode(row)[: round(shared.duration * self.sample_rate)] for row in codes]
+        return [DecodedAudio(wave.astype(np.float32), self.sample_rate,
+                             {**self._info(c, s, windows), "source_seconds": 0.0, "melody": False})
+                for wave, c, s in zip(audio, conds, settings, strict=True)]
+
+    def _check(self, cond: Conditioning) -> None:
+        cond.check()
+        if cond.mode == "embeddings" and STREAM not in cond.embeds:
+            raise ValueError(f"MusicGen reads the {STREAM!r} stream, got {sorted(cond.embeds)}")
+
+    @contextmanager
+    def _sampling(self) -> Iterator[None]:
+        """No autograd, and the caller's global RNG left as it was (the one-row path seeds it for its sampling; stock
+        sampling draws from it in a batch too, from one-hot probabilities)."""
+        device = self.model.device
+        with torch.inference_mode(), torch.random.fork_rng(devices=[device.index] if device.type == "cuda" else []):
+            yield
+
+    def _info(self, cond: Conditioning, settings: SamplingSettings, windows: int) -> dict[str, Any]:
+        info = {"decoder": self.name, "kind": self.config.kind, "mode": cond.mode, "seed": settings.seed,
+                "guidance_scale": settings.guidance_scale, "temperature": settings.temperature,
+                "top_k": settings.top_k, "top_p": settings.top_p, "windows": windows}
+        if settings.guidance_scale > 1:
+            info["null_condition"] = "zeros, mask 0 (as MusicGen was trained)"
+        return info
 
     def _source_audio(self, source: EditSource) -> np.ndarray:
         wav = np.asarray(source.audio, dtype=np.float32)
@@ -248,22 +296,35 @@ class MusicGenDecoder(MusicDecoder):
         return {"input_ids": tokens.input_ids.to(self.model.device),
                 "attention_mask": tokens.attention_mask.to(self.model.device)}
 
+    def _caption_rows(self, cond: Conditioning) -> tuple[torch.Tensor, torch.Tensor]:
+        """The caption's text-encoder states and mask, computed alone as stock `generate` computes them for one row."""
+        tokens = self._caption(cond)
+        states = self.model.text_encoder(**tokens).last_hidden_state
+        return states, tokens["attention_mask"]
+
     @staticmethod
     def _null_states(embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """MusicGen's 'no condition' as it was trained: the empty prompt's states are zeros, fully masked."""
         return torch.zeros_like(embeds), torch.zeros(embeds.shape[:2], dtype=torch.long, device=embeds.device)
 
-    def _embedding_states(self, cond: Conditioning, guidance: float) -> dict[str, torch.Tensor]:
-        """Projector states (row 0) and, when guiding, the null condition (row 1)."""
+    def _embedding_rows(self, cond: Conditioning) -> tuple[torch.Tensor, torch.Tensor]:
+        """The projector's (1, N, W) states on the decoder, and their (1, N) mask."""
         embeds = cond.embeds[STREAM].to(device=self.model.device, dtype=self.model.dtype)
         width = self.streams[STREAM][1]
         if embeds.ndim != 3 or embeds.shape[0] != 1 or embeds.shape[2] != width:
             raise ValueError(f"{STREAM} must be (1, N, {width}), got {tuple(embeds.shape)}")
         mask = cond.masks.get(STREAM)
         mask = torch.ones(embeds.shape[:2], dtype=torch.long) if mask is None else mask.long()
-        rows = [(embeds, mask.to(self.model.device))]
+        return embeds, mask.to(self.model.device)
+
+    def _with_null(self, rows: list[tuple[torch.Tensor, torch.Tensor]], guidance: float) -> dict[str, torch.Tensor]:
+        """The rows' states (padded to one length, the padding masked) and, when guiding, the null condition of each
+        below them: [rows; nulls], the layout stock `generate` gives its classifier-free guidance."""
+        length = max(states.shape[1] for states, _ in rows)
+        rows = [(torch.nn.functional.pad(s, (0, 0, 0, length - s.shape[1])),
+                 torch.nn.functional.pad(m, (0, length - m.shape[1]))) for s, m in rows]
         if guidance > 1:
-            rows.append(self._null_states(embeds))
+            rows += [self._null_states(states) for states, _ in rows]
         return {"states": torch.cat([s for s, _ in rows]), "mask": torch.cat([m for _, m in rows])}
 
     def _chroma(self, melody: np.ndarray, start: int) -> torch.Tensor:
@@ -288,23 +349,28 @@ class MusicGenDecoder(MusicDecoder):
             states = model.enc_to_dec_proj(states)
         return torch.cat([feats, states * mask[..., None].to(states.dtype)], dim=1)
 
-    def _windows(self, text: dict[str, torch.Tensor], mode: str, settings: SamplingSettings,
-                 codes: torch.Tensor | None, melody: np.ndarray | None) -> tuple[torch.Tensor, int]:
-        """(codebooks, frames) codes covering `duration`: window by window, each prompted with the last overlap of
-        the codes so far (the source's codes first, when continuing), as audiocraft's extend_stride loop does."""
+    def _windows(self, text: dict[str, torch.Tensor], settings: SamplingSettings, codes: torch.Tensor | None,
+                 melody: np.ndarray | None, generators: list[torch.Generator] | None = None,
+                 ) -> tuple[torch.Tensor, int]:
+        """(rows, codebooks, frames) codes covering `duration`: window by window, each prompted with the last overlap
+        of the codes so far (the source's codes first, when continuing), as audiocraft's extend_stride loop does.
+
+        generators: one per row, each row sampled from its own (a batch); None: one row, sampled as stock generate does.
+        """
         cfg = self.config
         target = math.ceil(settings.duration * self.sample_rate / self.hop)
         window, overlap = int(cfg.window_seconds * self.frame_rate), int(cfg.overlap_seconds * self.frame_rate)
         if codes is None:
-            codes = torch.zeros(self.model.decoder.num_codebooks, 0, dtype=torch.long, device=self.model.device)
+            rows = 1 if generators is None else len(generators)
+            codes = torch.zeros(rows, self.model.decoder.num_codebooks, 0, dtype=torch.long, device=self.model.device)
         windows = 0
         while codes.shape[-1] < target:
             have = codes.shape[-1]
             context = min(have, overlap)
             new = min(window - context, target - have)
             chroma = None if melody is None else self._chroma(melody, (have - context) * self.hop)
-            out = self._generate_codes(text, mode, settings, codes[:, have - context :], new, chroma)
-            codes = torch.cat([codes, out[:, context:]], dim=-1)
+            out = self._generate_codes(text, settings, codes[..., have - context :], new, chroma, generators)
+            codes = torch.cat([codes, out[..., context:]], dim=-1)
             windows += 1
         return codes, windows
 
@@ -328,36 +394,81 @@ class MusicGenDecoder(MusicDecoder):
         out[start : len(source)] = source[start:] * (1 - ramp) + audio[start : len(source)] * ramp
         return out
 
-    def _generate_codes(self, text: dict[str, torch.Tensor], mode: str, settings: SamplingSettings,
-                        prompt: torch.Tensor, new_frames: int, chroma: torch.Tensor | None) -> torch.Tensor:
-        """One stock generate call -> (codebooks, prompt frames + new_frames) codes, the prompt's unchanged."""
+    def _generate_codes(self, text: dict[str, torch.Tensor], settings: SamplingSettings, prompt: torch.Tensor,
+                        new_frames: int, chroma: torch.Tensor | None, generators: list[torch.Generator] | None,
+                        ) -> torch.Tensor:
+        """One stock generate call -> (rows, codebooks, prompt frames + new_frames) codes, the prompt's unchanged."""
         model = self.model
+        rows, codebooks = prompt.shape[:2]
         kwargs: dict[str, Any] = {}
         if prompt.shape[-1]:
-            kwargs["decoder_input_ids"] = prompt  # (batch 1 * codebooks, frames), as MusicGen-Melody also takes
-        if mode == "caption":
+            kwargs["decoder_input_ids"] = prompt.reshape(rows * codebooks, -1)  # as MusicGen-Melody also takes
+        if "input_ids" in text:  # a caption: the stock text-encoder path
             kwargs.update(text)
             if chroma is not None:
                 kwargs["input_features"] = chroma
         else:
-            # Rows are [projector; null]. generate takes its batch size from `inputs`, so a 1-row placeholder
-            # (never encoded: the states are given) makes it treat row 1 as the CFG half, repeat the decoder inputs
+            # States are [rows; nulls]. generate takes its batch size from `inputs`, so a placeholder of `rows` rows
+            # (never encoded: the states are given) makes it treat the rest as the CFG half, repeat the decoder inputs
             # for it and combine the logits with its ClassifierFreeGuidanceLogitsProcessor.
-            kwargs["inputs"] = torch.full((1, 1), -100, dtype=torch.long, device=model.device)
+            kwargs["inputs"] = torch.full((rows, 1), -100, dtype=torch.long, device=model.device)
             if self.melody:
                 kwargs["encoder_hidden_states"] = self._melody_prefix(text["states"], text["mask"], chroma)
                 # Unused once states are given; passed so generate does not derive one from the placeholder.
-                kwargs["attention_mask"] = torch.ones(1, 1, dtype=torch.long, device=model.device)
+                kwargs["attention_mask"] = torch.ones(rows, 1, dtype=torch.long, device=model.device)
             else:
                 kwargs["encoder_outputs"] = BaseModelOutput(last_hidden_state=text["states"])
                 kwargs["attention_mask"] = text["mask"]
+        if generators is None:
+            kwargs.update(temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p or 1.0)
+        else:  # the row sampler applies these itself: stock generate's own warpers stay off
+            kwargs.update(temperature=1.0, top_k=0, top_p=1.0, logits_processor=LogitsProcessorList(
+                [_RowSampler(generators, codebooks, settings)]))
         with _kept_codes(model.audio_encoder) as kept:
             model.generate(
-                **kwargs, do_sample=True, guidance_scale=settings.guidance_scale, temperature=settings.temperature,
-                top_k=settings.top_k, top_p=settings.top_p or 1.0,
-                max_new_tokens=new_frames + model.decoder.num_codebooks - 1,  # the delay pattern eats K-1 steps
+                **kwargs, do_sample=True, guidance_scale=settings.guidance_scale,
+                max_new_tokens=new_frames + codebooks - 1,  # the delay pattern eats K-1 steps
             )
-        return kept[0][0, 0]  # (1 chunk, batch 1, codebooks, frames) -> (K, T)
+        return kept[0][0]  # (1 chunk, rows, codebooks, frames) -> (rows, K, T)
+
+
+class _RowSampler(LogitsProcessor):
+    """Samples each row's next codes from its own generator, exactly as stock `generate` samples a batch of one row.
+
+    Stock `generate` draws the whole batch from the global RNG, so a row's codes would depend on its neighbours.
+    This processor is the last one stock `generate` applies before its own guidance and sampling (custom processors
+    come before the guidance processor MusicGen adds and before the warpers, which are therefore turned off), so for
+    each row it does what those would do with the same settings: guidance of its [cond; null] logits, temperature,
+    top-k, top-p, softmax and one multinomial draw from the row's generator over its (codebooks, vocabulary)
+    probabilities -- the draw a one-row call makes from the global RNG seeded with the same seed. It returns scores
+    that leave stock guidance and sampling no choice but that token: 0 for it and -inf elsewhere in the cond half,
+    zeros in the null half (guidance then keeps 0 / -inf; softmax makes it one-hot).
+    """
+
+    def __init__(self, generators: list[torch.Generator], codebooks: int, settings: SamplingSettings) -> None:
+        self.generators, self.codebooks = generators, codebooks
+        self.guidance = (ClassifierFreeGuidanceLogitsProcessor(settings.guidance_scale)
+                         if settings.guidance_scale > 1 else None)
+        top_p = settings.top_p or 1.0
+        self.warpers = LogitsProcessorList(
+            ([TemperatureLogitsWarper(settings.temperature)] if settings.temperature != 1.0 else [])
+            + ([TopKLogitsWarper(settings.top_k, min_tokens_to_keep=1)] if settings.top_k else [])
+            + ([TopPLogitsWarper(top_p, min_tokens_to_keep=1)] if top_p < 1.0 else []))
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        guided = len(self.generators) * self.codebooks  # rows of cond logits; the null ones follow when guiding
+        out = torch.full_like(scores, -math.inf)
+        if self.guidance is not None:
+            out[guided:] = 0.0
+        for row, generator in enumerate(self.generators):
+            part = slice(row * self.codebooks, (row + 1) * self.codebooks)
+            ids, row_scores = input_ids[part], scores[part]
+            if self.guidance is not None:
+                null = slice(guided + part.start, guided + part.stop)
+                row_scores = self.guidance(ids, torch.cat([row_scores, scores[null]]))
+            probs = torch.nn.functional.softmax(self.warpers(ids, row_scores), dim=-1)
+            out[part].scatter_(1, torch.multinomial(probs, num_samples=1, generator=generator), 0.0)
+        return out
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from adapters.config import (
 )
 from checkpoints.sources import anchor
 from choices import ChoiceError, check_choice, check_fields, options
-from generation.config import DecoderConfig
+from generation.config import ConditioningMode, DecoderConfig
 from media.limits import MediaLimits
 
 CONFIG_NAME = "config.json"
@@ -35,10 +35,9 @@ PromptTemplate = Literal["alpaca", "chat", "m2ugen"]
 # "eos": stop on EOS; "m2ugen": the published rule for models that never learned EOS (stop on "\n###", keep the
 # reply's first line).
 StopRule = Literal["eos", "m2ugen"]
-# "embeddings": the output projector's prediction conditions the decoder; "caption": the assistant's reply text,
-# [AUD] tokens stripped, goes through the decoder's own text encoder.
-ConditioningMode = Literal["embeddings", "caption"]
 MODALITIES = options(Modality)
+# ConditioningMode: "embeddings", the output projector's prediction conditions the decoder; "caption", the assistant's
+# reply text, [AUD] tokens stripped, goes through the decoder's own text encoder.
 CONDITIONING_MODES = options(ConditioningMode)
 QuantizeMode = Literal["8bit", "4bit"]  # bitsandbytes on CUDA, for the frozen base LLM only
 DeviceMap = Literal["auto"]  # accelerate's placement over GPU, CPU RAM and disk

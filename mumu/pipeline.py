@@ -1,8 +1,9 @@
 """MuMuPipeline: the one public entry for chatting — conversations with media memory, music on demand, caches.
 
 A turn is a short list of named stages (`chat`): check the request, attach media, build the prompt, generate text,
-make music, commit the turn. Concurrent turns' text is decoded as one batch by the turn scheduler; other model work
-is serialised by one lock; conversations are independent, with one turn in flight each.
+make music, commit the turn. Concurrent turns' text is decoded as one batch by the turn scheduler, and their music is
+made as one batch per decoder and settings; other model work is serialised by one lock; conversations are
+independent, with one turn in flight each.
 """
 
 from __future__ import annotations
@@ -175,7 +176,8 @@ class MuMuPipeline:
     ) -> Reply:
         """Answer one user turn; the conversation changes only when the turn succeeds.
 
-        Turns of other conversations running at the same time share the text decoding batch (mumu.scheduler).
+        Turns of other conversations running at the same time share the text decoding batch and, with the same
+        decoder and settings, the music batch (mumu.scheduler).
 
         Args:
             conv: the conversation (from `new_conversation`).
@@ -215,7 +217,7 @@ class MuMuPipeline:
             if result.audio_hidden is not None:
                 if on_stage is not None:
                     on_stage("music")
-                self._make_music(conv, turn, reply, result.audio_hidden, options, plan, text)
+                self._make_music(conv, turn, reply, result.audio_hidden, options, plan, text, stop)
             if stop is not None and stop.is_set():
                 raise Cancelled("the turn was stopped")
         except BaseException:
@@ -283,8 +285,9 @@ class MuMuPipeline:
         return result
 
     def _make_music(self, conv: Conversation, turn: PendingTurn, reply: Reply, hidden: torch.Tensor,
-                    options: ChatOptions, plan: MusicPlan, prompt_text: str) -> None:
-        """Decode music for the turn, write it, and mux it under the active video when there is one."""
+                    options: ChatOptions, plan: MusicPlan, prompt_text: str, stop: threading.Event | None) -> None:
+        """Decode music for the turn (batched with other turns' by the scheduler), write it, and mux it under the
+        active video when there is one."""
         video = conv.active_item(turn, "video")
         tick = time.perf_counter()
         first_use = plan.kind not in self.decoders.loaded
@@ -294,8 +297,7 @@ class MuMuPipeline:
         settings, source = self._music_settings(decoder, options, video, turn.source)
         cond = self._conditioning(conv, reply, hidden, plan, prompt_text)
         tick = time.perf_counter()
-        with self._lock:
-            audio = decoder.generate(cond, settings, source)
+        audio = self.scheduler.make_music(decoder, cond, settings, source, stop)
         reply.timings["decoder"] = time.perf_counter() - tick
         reply.notes.extend(audio.info.get("notes", []))
         if video is not None and options.fit_video:

@@ -1,24 +1,36 @@
-"""The turn scheduler: concurrent turns' text generation decoded together as one batch, first come, first served.
+"""The turn scheduler: concurrent turns' text, and then their music, made together in batches, first come, first served.
 
-Each `chat` hands its row (prompt, media, sampling settings, streaming callback, stop event) to `submit` and waits.
-One worker thread takes the oldest waiting row plus every row that arrives within `window_s` of it (at most
-`max_batch`), and decodes them as one left-padded batch with the KV cache (mumu.decoding.generate): a batch of rows
-costs little more than one row, since decoding is bound by reading the weights. Rows arriving while a batch runs
-form the next batch (batching per window). A row's reply goes back to its caller as soon as the row ends; its slot
-is fed EOS until the batch's last row ends (rows do not join or leave a running batch).
+Two stages of a turn wait in a window queue (`WindowQueue`) each: its text (`submit`) and, when the reply asks for
+music, its track (`make_music`). One worker thread per queue takes the oldest waiting row plus every row that arrives
+within `window_s` of it and may share its batch (at most `max_batch`), and serves them as one batch under the model
+lock; rows that may not share it stay queued, in order, for the next batch. A batch of rows costs little more than one
+row, since decoding is bound by reading the weights. Rows arriving while a batch runs form the next batch (batching
+per window; rows do not join or leave a running batch).
+
+Text: every row may share a batch. The rows are decoded as one left-padded batch with the KV cache
+(mumu.decoding.generate). A row's reply goes back to its caller as soon as the row ends; its slot is fed EOS until the
+batch's last row ends.
+
+Music: rows share a batch when they use the same decoder with the same mode and settings but the seed
+(generation.registry.batch_key: MusicGen new music from embeddings or a caption, MusicGen-Melody from embeddings;
+edits, other modes and AudioLDM2 are made alone, in the caller's thread). The decoder samples the batch with one
+generator per row (MusicDecoder.generate_batch) and decodes each row's codes alone.
 
 What a row gets is what it would get alone:
 - tokens and text: each row keeps its own settings and, when seeded, samples from its own generator; the logits of
   a row differ only in their last float bits across batch shapes (other kernels), which moves no argmax and no
   sampled token in the tests (tests/mumu/test_scheduler.py compares every case with the same turn alone);
 - music: the states that condition the decoder are recomputed by one single-row forward over prompt + reply
-  (decoding.audio_states), so they are bit for bit those of the same reply alone;
+  (decoding.audio_states), so they are bit for bit those of the same reply alone; the track is then the decoder's
+  row, the same samples as the turn alone (tests/generation/test_musicgen.py, tests/mumu/test_scheduler.py);
 - a stop or a failing callback ends its own row only; a batch that fails as a whole is retried row by row, so a bad
-  row fails alone (a retried row's stream goes on where it was, without repeating a token).
+  row fails alone (a retried row's stream goes on where it was, without repeating a token). A turn stopped while its
+  music batch runs gets Cancelled from the pipeline; the other rows' tracks are untouched.
 
-Fairness and limits: rows are served in arrival order; more than `max_queue` waiting rows are refused with `Busy`;
-a conversation may have one turn in flight (`turn`), a second one is refused with `TurnInProgress`. With batching
-off (ZeroGPU gives each call its own GPU slice in its own process) a row is decoded alone in the caller's thread.
+Fairness and limits: rows are served in arrival order; more than `max_queue` turns waiting for text are refused with
+`Busy` (a turn's music is never refused: the turn was admitted already); a conversation may have one turn in flight
+(`turn`), a second one is refused with `TurnInProgress`. With batching off (ZeroGPU gives each call its own GPU
+slice in its own process) every row is made alone in the caller's thread.
 """
 
 from __future__ import annotations
@@ -26,10 +38,14 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
 
+from generation.config import SamplingSettings
+from generation.interface import Conditioning, DecodedAudio, EditSource, MusicDecoder
+from generation.registry import batch_key
 from mumu.config import MODALITIES
 from mumu.decoding import Generated, GenerationSettings, audio_states, generate
 from mumu.modeling import MediaFeatures, MuMuModel
@@ -47,22 +63,149 @@ class TurnInProgress(RuntimeError):
     """The conversation already has a turn in flight."""
 
 
-@dataclass
-class _Row:
+class Limits(Protocol):
+    """How long a window stays open, how large a batch and queue may grow, and whether rows are batched at all."""
+
+    window_s: float
+    max_batch: int
+    max_queue: int
+    batching: bool
+
+
+@dataclass(kw_only=True)
+class Request:
+    """One row waiting in a WindowQueue. Rows with equal `key` may share a batch; None: it is always made alone."""
+
+    key: Hashable | None
+    stop: threading.Event | None = None
+    arrived: float = field(default_factory=time.monotonic)
+    finished: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+    def stopped(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+
+R = TypeVar("R", bound=Request)
+
+
+class WindowQueue(Generic[R]):
+    """Rows collected for a window and served in batches by one worker thread, first come, first served.
+
+    `run_batch(rows)` serves rows as one batch under `lock`: it hands each row its result (`result` or `error`) and sets
+    its `finished`, or raises when the batch fails as a whole (its unfinished rows are then retried one by one).
+    `bounded`: refuse rows with Busy while `max_queue` wait already.
+    """
+
+    def __init__(self, name: str, limits: Limits, lock: threading.RLock, run_batch: Callable[[list[R]], None],
+                 bounded: bool = True) -> None:
+        self.name, self.limits, self.lock, self.run_batch, self.bounded = name, limits, lock, run_batch, bounded
+        self.batch_sizes: collections.deque[int] = collections.deque(maxlen=1024)  # the last batches' sizes
+        self._queue: collections.deque[R] = collections.deque()
+        self._cond = threading.Condition()
+        self._worker: threading.Thread | None = None
+
+    @property
+    def waiting(self) -> int:
+        """Rows queued and not yet being served."""
+        with self._cond:
+            return len(self._queue)
+
+    def submit(self, row: R) -> Any:
+        """Serve a row, batched with those waiting alongside it, and return its result.
+
+        Raises:
+            Busy: the queue is bounded and max_queue rows are waiting already.
+            Cancelled: the row's stop was set before its batch started.
+            Exception: the row's own failure.
+        """
+        if not self.limits.batching or row.key is None:
+            self._alone(row)
+        else:
+            self._enqueue(row)
+            row.finished.wait()
+        if row.error is not None:
+            raise row.error
+        return row.result
+
+    def _enqueue(self, row: R) -> None:
+        with self._cond:
+            if self.bounded and len(self._queue) >= self.limits.max_queue:
+                raise Busy(f"the server is busy: {len(self._queue)} turns are waiting already; try again in a moment")
+            self._queue.append(row)
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._serve, name=f"mumu-{self.name}-batches", daemon=True)
+                self._worker.start()
+            self._cond.notify_all()
+
+    def _serve(self) -> None:
+        while batch := self._next_batch():
+            try:
+                self._serve_batch(batch)
+            finally:
+                for row in batch:  # never leave a caller waiting, whatever happened
+                    if row.result is None and row.error is None:
+                        row.error = RuntimeError(f"the {self.name} scheduler failed before this row was served")
+                    row.finished.set()
+
+    def _next_batch(self) -> list[R]:
+        """The oldest waiting row and the rows of its key that arrived within window_s of it (at most max_batch).
+
+        With nothing waiting the worker ends (the next submit starts another), so an idle pipeline holds no thread.
+        """
+        with self._cond:
+            if not self._queue:
+                self._worker = None
+                return []
+            first = self._queue[0]
+            deadline = first.arrived + self.limits.window_s
+
+            def batch() -> list[R]:
+                return [row for row in self._queue if row.key == first.key][: self.limits.max_batch]
+
+            while len(batch()) < self.limits.max_batch and (left := deadline - time.monotonic()) > 0:
+                self._cond.wait(left)
+            rows = batch()
+            for row in rows:
+                self._queue.remove(row)
+            return rows
+
+    def _serve_batch(self, batch: list[R]) -> None:
+        for row in batch:
+            if row.stopped():
+                row.error = Cancelled("the turn was stopped")
+        live = [row for row in batch if row.error is None]
+        if len(live) == 1:
+            self._alone(live[0])
+        elif live:
+            try:
+                self._run(live)
+            except Exception:  # noqa: BLE001 -- a row broke the batch: served one by one, only that row fails
+                for row in live:
+                    if not row.finished.is_set():  # rows that ended before the failure have their result already
+                        self._alone(row)
+
+    def _alone(self, row: R) -> None:
+        try:
+            self._run([row])
+        except Exception as e:  # noqa: BLE001 -- not swallowed: raised in the caller's thread by submit
+            row.result, row.error = None, e
+
+    def _run(self, rows: list[R]) -> None:
+        with self.lock:
+            self.batch_sizes.append(len(rows))
+            self.run_batch(rows)
+
+
+@dataclass(kw_only=True)
+class _TextRow(Request):
     prompt: list[int]
     media: MediaFeatures
     settings: GenerationSettings
     on_token: TokenCallback | None
-    stop: threading.Event | None
-    arrived: float = field(default_factory=time.monotonic)
-    finished: threading.Event = field(default_factory=threading.Event)
-    result: Generated | None = None
-    error: BaseException | None = None
     seen: int = 0  # tokens decoded in the current attempt
     delivered: int = 0  # tokens handed to on_token over all attempts
-
-    def stopped(self) -> bool:
-        return self.stop is not None and self.stop.is_set()
 
     def on_row_token(self, row: int, token: int) -> None:
         # A row retried alone after its batch failed decodes the same tokens again: its stream goes on where it was.
@@ -72,25 +215,26 @@ class _Row:
         self.delivered = max(self.delivered, self.seen)
 
 
+@dataclass(kw_only=True)
+class _MusicRow(Request):
+    decoder: MusicDecoder
+    cond: Conditioning
+    settings: SamplingSettings
+    source: EditSource | None
+
+
 class TurnScheduler:
-    """Batches concurrent turns' text generation on one model (see the module docstring)."""
+    """Batches concurrent turns' text generation, then their music, on one model (see the module docstring)."""
 
     def __init__(self, model: MuMuModel, lock: threading.RLock, window_s: float, max_batch: int,
                  max_queue: int, batching: bool = True) -> None:
         self.model, self.lock = model, lock
         self.window_s, self.max_batch, self.max_queue = window_s, max_batch, max_queue
         self.batching = batching
-        self.batch_sizes: collections.deque[int] = collections.deque(maxlen=1024)  # the last batches' sizes
-        self._queue: collections.deque[_Row] = collections.deque()
-        self._cond = threading.Condition()
+        self.text: WindowQueue[_TextRow] = WindowQueue("text", self, lock, self._decode)
+        self.music: WindowQueue[_MusicRow] = WindowQueue("music", self, lock, self._make_music, bounded=False)
         self._in_flight: set[str] = set()
-        self._worker: threading.Thread | None = None
-
-    @property
-    def waiting(self) -> int:
-        """Turns queued and not yet decoding."""
-        with self._cond:
-            return len(self._queue)
+        self._in_flight_lock = threading.Lock()
 
     @contextmanager
     def turn(self, key: str) -> Iterator[None]:
@@ -99,7 +243,7 @@ class TurnScheduler:
         Raises:
             TurnInProgress: the conversation has a turn in flight already.
         """
-        with self._cond:
+        with self._in_flight_lock:
             if key in self._in_flight:
                 raise TurnInProgress("this conversation already has a turn in progress: wait for its reply or stop "
                                      "it, then send again")
@@ -107,7 +251,7 @@ class TurnScheduler:
         try:
             yield
         finally:
-            with self._cond:
+            with self._in_flight_lock:
                 self._in_flight.discard(key)
 
     def submit(self, prompt: list[int], media: MediaFeatures, settings: GenerationSettings,
@@ -119,84 +263,31 @@ class TurnScheduler:
             Cancelled: `stop` was set (before or during decoding).
             Exception: whatever on_token raised for this row, or the row's own failure.
         """
-        row = _Row(prompt, media, settings, on_token, stop)
-        if not self.batching:
-            self._decode_alone(row)
-        else:
-            self._enqueue(row)
-            row.finished.wait()
-        if row.error is not None:
-            raise row.error
-        assert row.result is not None
-        return row.result
+        return self.text.submit(_TextRow(key="text", prompt=prompt, media=media, settings=settings,
+                                         on_token=on_token, stop=stop))
 
-    def _enqueue(self, row: _Row) -> None:
-        with self._cond:
-            if len(self._queue) >= self.max_queue:
-                raise Busy(f"the server is busy: {len(self._queue)} turns are waiting already; try again in a moment")
-            self._queue.append(row)
-            if self._worker is None:
-                self._worker = threading.Thread(target=self._serve, name="mumu-turn-scheduler", daemon=True)
-                self._worker.start()
-            self._cond.notify_all()
+    def make_music(self, decoder: MusicDecoder, cond: Conditioning, settings: SamplingSettings,
+                   source: EditSource | None = None, stop: threading.Event | None = None) -> DecodedAudio:
+        """Make one turn's track, batched with the turns of the same decoder and settings waiting alongside it.
 
-    def _serve(self) -> None:
-        while batch := self._next_batch():
-            try:
-                self._decode(batch)
-            finally:
-                for row in batch:  # never leave a caller waiting, whatever happened
-                    if row.result is None and row.error is None:
-                        row.error = RuntimeError("the turn scheduler failed before this turn was decoded")
-                    row.finished.set()
-
-    def _next_batch(self) -> list[_Row]:
-        """The oldest waiting row and those that arrived within window_s of it (at most max_batch), in order.
-
-        With nothing waiting the worker ends (the next submit starts another), so an idle pipeline holds no thread.
+        Raises:
+            Cancelled: `stop` was set before the track's batch started.
+            ValueError: as decoder.generate.
         """
-        with self._cond:
-            if not self._queue:
-                self._worker = None
-                return []
-            deadline = self._queue[0].arrived + self.window_s
-            while len(self._queue) < self.max_batch and (left := deadline - time.monotonic()) > 0:
-                self._cond.wait(left)
-            return [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+        key = batch_key(decoder.config.kind, cond, settings, source)
+        return self.music.submit(_MusicRow(key=None if key is None else (id(decoder), key), decoder=decoder,
+                                           cond=cond, settings=settings, source=source, stop=stop))
 
-    def _decode(self, batch: list[_Row]) -> None:
-        for row in batch:
-            if row.stopped():
-                row.error = Cancelled("the turn was stopped")
-        live = [row for row in batch if row.error is None]
-        if len(live) == 1:
-            self._decode_alone(live[0])
-        elif live:
-            try:
-                self._decode_batch(live)
-            except Exception:  # noqa: BLE001 -- a row broke the batch: decoded one by one, only that row fails
-                for row in live:
-                    if not row.finished.is_set():  # rows that ended before the failure have their reply already
-                        self._decode_alone(row)
-
-    def _decode_alone(self, row: _Row) -> None:
-        try:
-            self._decode_batch([row])
-        except Exception as e:  # noqa: BLE001 -- not swallowed: raised in the caller's thread by submit
-            row.result, row.error = None, e
-
-    def _decode_batch(self, rows: list[_Row]) -> None:
+    def _decode(self, rows: list[_TextRow]) -> None:
         media = MediaFeatures(**{m: [getattr(row.media, m)[0] if getattr(row.media, m) else None for row in rows]
                                  for m in MODALITIES})
         for row in rows:
             row.seen = 0
-        with self.lock:
-            self.batch_sizes.append(len(rows))
-            generate(self.model, [row.prompt for row in rows], media, [row.settings for row in rows],
-                     on_token=lambda b, token: rows[b].on_row_token(b, token),
-                     on_done=lambda b, result: self._finish(rows[b], result))
+        generate(self.model, [row.prompt for row in rows], media, [row.settings for row in rows],
+                 on_token=lambda b, token: rows[b].on_row_token(b, token),
+                 on_done=lambda b, result: self._finish(rows[b], result))
 
-    def _finish(self, row: _Row, result: Generated) -> None:
+    def _finish(self, row: _TextRow, result: Generated) -> None:
         """Hand a row its reply as soon as it ends (its caller goes on while the batch's other rows decode)."""
         if result.error is not None:
             row.error = result.error
@@ -205,3 +296,11 @@ class TurnScheduler:
                 result.audio_hidden = audio_states(self.model, row.prompt, result.token_ids, row.media)
             row.result = result
         row.finished.set()
+
+    @staticmethod
+    def _make_music(rows: list[_MusicRow]) -> None:
+        tracks = rows[0].decoder.generate_batch([row.cond for row in rows], [row.settings for row in rows],
+                                                [row.source for row in rows])
+        for row, track in zip(rows, tracks, strict=True):
+            row.result = track
+            row.finished.set()

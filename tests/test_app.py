@@ -181,11 +181,11 @@ def test_two_clients_at_once_share_one_decoding_batch_and_get_their_own_replies(
     scheduler = pipeline.scheduler
     monkeypatch.setattr(scheduler, "window_s", 30.0)  # the batch waits for both calls (it starts once both arrive)
     monkeypatch.setattr(scheduler, "max_batch", 2)
-    before = len(scheduler.batch_sizes)
+    before = len(scheduler.text.batch_sizes)
     jobs = [Client(url, verbose=False).submit({"text": t, "files": []}, [], "never", 1.0, 0, False, 3, 0, 1, 25,
                                               "(none)", api_name="/chat") for t in texts]
     histories = [job.result(timeout=120)[0] for job in jobs]
-    assert list(scheduler.batch_sizes)[before:] == [2]
+    assert list(scheduler.text.batch_sizes)[before:] == [2]
     for text, expected, history in zip(texts, alone, histories, strict=True):
         assert {"text": text, "type": "text"} in _parts(history, "user")
         assert _parts(history, "assistant")[0]["text"] == (expected or "(no text)")

@@ -110,6 +110,6 @@ def test_zero_gpu_keeps_the_scheduler_out_of_the_way(pipeline, monkeypatch):
         assert not pipeline.scheduler.batching  # each call decodes alone on its own GPU slice
         conv = pipeline.new_conversation()
         assert pipeline.chat(conv, "hello", options=ChatOptions(music="never", max_new_tokens=3)).text is not None
-        assert pipeline.scheduler._worker is None  # decoded in the caller's thread
+        assert pipeline.scheduler.text._worker is None  # decoded in the caller's thread
     finally:
         pipeline.scheduler.batching = True

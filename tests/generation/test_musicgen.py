@@ -206,13 +206,13 @@ def test_continuation_starts_with_the_source_and_fades_into_the_codec(musicgen, 
 
 
 def _spy_windows(decoder, monkeypatch):
-    """Record each window's prompt codes and the codes its generate call returned."""
+    """Record each window's prompt codes and the codes its generate call returned (of the first row)."""
     calls = []
     original = decoder._generate_codes
 
-    def spy(text, mode, settings, prompt, new, chroma):
-        out = original(text, mode, settings, prompt, new, chroma)
-        calls.append((prompt.clone(), new, out.clone()))
+    def spy(text, settings, prompt, new, chroma, generators):
+        out = original(text, settings, prompt, new, chroma, generators)
+        calls.append((prompt[0].clone(), new, out[0].clone()))
         return out
 
     monkeypatch.setattr(decoder, "_generate_codes", spy)
@@ -357,3 +357,57 @@ def test_full_presets_build_on_meta_without_weights(preset, total, lm):
     assert sum(p.numel() for p in model.text_encoder.parameters()) == 109_628_544  # T5-base encoder
     assert sum(p.numel() for p in model.audio_encoder.parameters()) == 56_884_674  # EnCodec 32 kHz
     assert decoder.name == f"{MUSICGEN_CHECKPOINTS[preset]} (random init)"
+
+
+def _rows_per_call(decoder, monkeypatch) -> list[int]:
+    """Record how many rows each window's generate call sampled."""
+    rows = []
+    original = decoder._generate_codes
+
+    def spy(text, settings, prompt, *rest):
+        rows.append(prompt.shape[0])
+        return original(text, settings, prompt, *rest)
+
+    monkeypatch.setattr(decoder, "_generate_codes", spy)
+    return rows
+
+
+def _batch_conds(mode: str) -> list[Conditioning]:
+    if mode == "embeddings":
+        return [_cond(seed) for seed in range(3)]
+    return [Conditioning(caption=c) for c in ("calm piano", "loud drums and a fast bass line at night", "rain")]
+
+
+@pytest.mark.parametrize(("kind", "mode"), [("musicgen", "embeddings"), ("musicgen", "caption"),
+                                            ("musicgen_melody", "embeddings")])
+@pytest.mark.parametrize("sampling", [{}, {"temperature": 0.7, "top_p": 0.9, "top_k": 50}])
+def test_a_batch_gives_each_row_exactly_what_it_makes_alone(kind, mode, sampling, monkeypatch):
+    """Three rows with their own seeds (and captions of different lengths), CFG on, over two windows."""
+    decoder = _build(kind, window_seconds=0.5, overlap_seconds=0.2)
+    conds = _batch_conds(mode)
+    settings = [SamplingSettings(duration=0.7, seed=seed, guidance_scale=3.0, **sampling) for seed in (7, 8, 9)]
+    alone = [decoder.generate(c, s) for c, s in zip(conds, settings, strict=True)]
+    rows = _rows_per_call(decoder, monkeypatch)
+    together = decoder.generate_batch(conds, settings, [None] * 3)
+    assert rows == [3, 3]  # both windows sampled the three rows as one batch
+    for one, row in zip(alone, together, strict=True):
+        assert np.array_equal(row.waveform, one.waveform)  # bit for bit
+        assert row.info == {**one.info, "windows": 2}
+    assert not np.array_equal(together[0].waveform, together[1].waveform)  # the seeds differ, so do the rows
+
+
+def test_rows_that_may_not_share_a_batch_are_made_one_by_one(melody, musicgen, monkeypatch):
+    captions = [Conditioning(caption="calm piano"), Conditioning(caption="loud drums")]
+    cases = [(melody, captions, [SamplingSettings(duration=0.3, seed=s) for s in (1, 2)], [None, None]),
+             (musicgen, [_cond(), _cond(1)], [SamplingSettings(duration=0.3), SamplingSettings(duration=0.4)],
+              [None, None]),
+             (musicgen, [_cond(), _cond(1)], [SamplingSettings(duration=0.4)] * 2,
+              [EditSource(_tone([220], 0.1, SR), SR, "continue"), None])]
+    for decoder, conds, settings, sources in cases:
+        alone = [decoder.generate(c, s, src).waveform for c, s, src in zip(conds, settings, sources, strict=True)]
+        rows = _rows_per_call(decoder, monkeypatch)
+        together = decoder.generate_batch(conds, settings, sources)
+        monkeypatch.undo()
+        assert rows == [1, 1]
+        for one, row in zip(alone, together, strict=True):
+            assert np.array_equal(row.waveform, one)

@@ -1,4 +1,4 @@
-"""The turn scheduler: concurrent turns decode as one batch and get exactly what each gets alone."""
+"""The turn scheduler: concurrent turns decode and make music as batches, and get exactly what each gets alone."""
 
 from __future__ import annotations
 
@@ -53,12 +53,16 @@ def _turns(media):
     ]
 
 
-def _run(pipeline, turn, stop_after=None, fail_after=None):
+def _run(pipeline, turn, stop_after=None, fail_after=None, stop_at_music=False):
     """One turn in a fresh conversation: (reply or the error, the streamed text, the waveform if any)."""
     text, files, options = turn
     conv = pipeline.new_conversation()
     streamed = []
     stop = threading.Event()
+
+    def on_stage(stage):
+        if stop_at_music and stage == "music":
+            stop.set()
 
     def on_text(delta):
         streamed.append(delta)
@@ -68,7 +72,7 @@ def _run(pipeline, turn, stop_after=None, fail_after=None):
             raise RuntimeError("the client went away")
 
     try:
-        reply = pipeline.chat(conv, text, options=options, on_text=on_text, stop=stop, **files)
+        reply = pipeline.chat(conv, text, options=options, on_text=on_text, stop=stop, on_stage=on_stage, **files)
     except (Cancelled, RuntimeError) as e:
         return e, "".join(streamed), None, conv
     wave = sf.read(reply.audio)[0] if reply.audio else None
@@ -78,6 +82,11 @@ def _run(pipeline, turn, stop_after=None, fail_after=None):
 def _concurrently(pipeline, turns, per_turn=None):
     """Run the turns at once (one thread each); the scheduler waits until all of them are queued."""
     pipeline.scheduler.window_s, pipeline.scheduler.max_batch = 10.0, len(turns)
+    return _concurrently_with_window(pipeline, turns, per_turn)
+
+
+def _concurrently_with_window(pipeline, turns, per_turn=None):
+    """Run the turns at once (one thread each) with the scheduler's window and batch limit as they are."""
     results = [None] * len(turns)
 
     def work(i):
@@ -102,10 +111,10 @@ def _same(alone, together):
 def test_concurrent_turns_equal_the_same_turns_alone(pipeline, media):
     turns = _turns(media)
     alone = [_run(pipeline, turn) for turn in turns]
-    assert list(pipeline.scheduler.batch_sizes) == [1, 1, 1, 1]
+    assert list(pipeline.scheduler.text.batch_sizes) == [1, 1, 1, 1]
     assert alone[3][2] is not None and alone[2][0].text != alone[0][0].text
     together = _concurrently(pipeline, turns)
-    assert list(pipeline.scheduler.batch_sizes)[4:] == [4]  # one batch: the four rows decoded together
+    assert list(pipeline.scheduler.text.batch_sizes)[4:] == [4]  # one batch: the four rows decoded together
     for a, t in zip(alone, together, strict=True):
         _same(a, t)
 
@@ -114,7 +123,7 @@ def test_a_stopped_or_failing_row_leaves_the_others_intact(pipeline, media):
     turns = _turns(media)[:3]
     alone = [_run(pipeline, turn) for turn in turns]
     together = _concurrently(pipeline, turns, {0: {"stop_after": 1}, 1: {"fail_after": 2}})
-    assert list(pipeline.scheduler.batch_sizes)[3:] == [3]
+    assert list(pipeline.scheduler.text.batch_sizes)[3:] == [3]
     stopped, failed = together[0], together[1]
     assert isinstance(stopped[0], Cancelled) and stopped[3].messages == [] and stopped[3].turns == 0
     assert isinstance(failed[0], RuntimeError) and "went away" in str(failed[0]) and failed[3].messages == []
@@ -145,7 +154,7 @@ def test_a_row_that_breaks_the_batch_fails_alone(pipeline):
         t.join(timeout=60)
     assert isinstance(outcome["bad"], Exception)
     assert outcome["good"].token_ids == alone.token_ids
-    assert list(scheduler.batch_sizes) == [1, 2, 1, 1]  # the batch failed, then each row ran alone
+    assert list(scheduler.text.batch_sizes) == [1, 2, 1, 1]  # the batch failed, then each row ran alone
 
 
 def test_a_full_queue_refuses_cleanly_and_the_queued_turns_finish(pipeline):
@@ -158,9 +167,10 @@ def test_a_full_queue_refuses_cleanly_and_the_queued_turns_finish(pipeline):
                for _ in range(2)]
     with scheduler.lock:  # the model is busy: the first turn waits for it, the second one waits in the queue
         threads[0].start()
-        _until(lambda: list(scheduler.batch_sizes) == [] and scheduler.waiting == 0 and scheduler._worker is not None)
+        text = scheduler.text
+        _until(lambda: list(text.batch_sizes) == [] and text.waiting == 0 and text._worker is not None)
         threads[1].start()
-        _until(lambda: scheduler.waiting == 1)
+        _until(lambda: scheduler.text.waiting == 1)
         with pytest.raises(Busy, match="busy: 1 turns are waiting already; try again in a moment"):
             scheduler.submit(prompt_ids(model), none, settings)
     for t in threads:
@@ -175,7 +185,7 @@ def test_one_turn_in_flight_per_conversation(pipeline):
     first = threading.Thread(target=lambda: replies.append(pipeline.chat(conv, "hello", options=options)))
     with pipeline.scheduler.lock:
         first.start()
-        _until(lambda: pipeline.scheduler._worker is not None)
+        _until(lambda: pipeline.scheduler.text._worker is not None)
         with pytest.raises(TurnInProgress, match="already has a turn in progress"):
             pipeline.chat(conv, "hello again", options=options)
         second = threading.Thread(target=lambda: replies.append(pipeline.chat(other, "hello", options=options)))
@@ -229,7 +239,7 @@ def test_a_batch_failing_midway_is_retried_row_by_row_and_streams_do_not_repeat(
             t.join(timeout=60)
     finally:
         handle.remove()
-    assert list(scheduler.batch_sizes)[2:] == [2, 1, 1]
+    assert list(scheduler.text.batch_sizes)[2:] == [2, 1, 1]
     for i in range(2):
         assert results[i].token_ids == alone[i] and streamed[i] == alone[i]  # each token streamed exactly once
 
@@ -256,6 +266,74 @@ def test_a_short_reply_returns_while_a_longer_one_still_decodes(pipeline):
         t.start()
     for t in threads:
         t.join(timeout=60)
-    assert list(scheduler.batch_sizes) == [2]
+    assert list(scheduler.text.batch_sizes) == [2]
     assert len(results["short"].token_ids) <= 2 and len(results["long"].token_ids) > 2
     assert len(seen_while_decoding) > 2 and seen_while_decoding[-1]  # the short caller had its reply mid-batch
+
+
+def _music_turns(media):
+    """Four turns that all make a track with the same decoder settings but their own seeds (one with a song)."""
+    def options(seed, **kw):
+        return ChatOptions(music="always", max_new_tokens=kw.pop("tokens", 8),  # [AUD0..7] need 8 tokens
+                           sampling=SamplingSettings(duration=0.4, seed=seed), **kw)
+
+    return [("make a calm tune", {}, options(11)),
+            ("make music like this", {"audio": media["audio"]}, options(12, tokens=11)),
+            ("something fast and loud", {}, options(13, temperature=1.0, top_p=0.9, tokens=12)),
+            ("a slow waltz", {}, options(14, tokens=9))]
+
+
+def test_concurrent_music_turns_share_a_decoder_batch_and_equal_each_turn_alone(pipeline, media):
+    turns = _music_turns(media)
+    alone = [_run(pipeline, turn) for turn in turns]
+    assert list(pipeline.scheduler.music.batch_sizes) == [1, 1, 1, 1]
+    assert all(a[2] is not None for a in alone) and not np.array_equal(alone[0][2], alone[3][2])
+    together = _concurrently(pipeline, turns)
+    assert list(pipeline.scheduler.text.batch_sizes)[4:] == [4]
+    assert list(pipeline.scheduler.music.batch_sizes)[4:] == [4]  # the four tracks sampled as one decoder batch
+    for a, t in zip(alone, together, strict=True):
+        _same(a, t)  # the same text and the same samples in the track file
+
+
+def test_music_turns_of_other_settings_or_decoders_batch_apart(pipeline, media):
+    base = _music_turns(media)
+    longer = ChatOptions(music="always", max_new_tokens=8, sampling=SamplingSettings(duration=0.5, seed=15))
+    caption = ChatOptions(music="always", max_new_tokens=8, sampling=SamplingSettings(duration=0.4, seed=16),
+                          conditioning="caption")
+    turns = [base[0], base[3], ("a longer tune", {}, longer), ("a captioned tune", {}, caption)]
+    alone = [_run(pipeline, turn) for turn in turns]
+    pipeline.scheduler.max_batch = 2  # the lone rows of the other settings wait out only their own window
+    pipeline.scheduler.window_s = 3.0
+    together = _concurrently_with_window(pipeline, turns)
+    assert sorted(list(pipeline.scheduler.music.batch_sizes)[4:]) == [1, 1, 2]
+    for a, t in zip(alone, together, strict=True):
+        _same(a, t)
+
+
+def test_a_stopped_music_row_is_dropped_and_the_others_keep_their_tracks(pipeline, media):
+    turns = _music_turns(media)[:3]
+    alone = [_run(pipeline, turn) for turn in turns]
+    together = _concurrently(pipeline, turns, {1: {"stop_at_music": True}})
+    stopped = together[1]
+    assert isinstance(stopped[0], Cancelled) and stopped[3].messages == [] and not any(stopped[3].out_dir.glob("*"))
+    assert list(pipeline.scheduler.music.batch_sizes)[3:] == [2]  # the stopped row never reached the decoder
+    _same(alone[0], together[0])
+    _same(alone[2], together[2])
+
+
+def test_a_music_batch_that_fails_is_retried_row_by_row(pipeline, media, monkeypatch):
+    turns = _music_turns(media)[:3]
+    alone = [_run(pipeline, turn) for turn in turns]
+    decoder = pipeline.decoder_for()
+    original = decoder.generate_batch
+
+    def fail_when_batched(conds, settings, sources):
+        if len(conds) > 1:
+            raise RuntimeError("out of memory (simulated)")
+        return original(conds, settings, sources)
+
+    monkeypatch.setattr(decoder, "generate_batch", fail_when_batched)
+    together = _concurrently(pipeline, turns)
+    assert list(pipeline.scheduler.music.batch_sizes)[3:] == [3, 1, 1, 1]
+    for a, t in zip(alone, together, strict=True):
+        _same(a, t)
