@@ -17,7 +17,7 @@ from mumu.modeling import MediaFeatures
 from mumu.pipeline import ChatOptions, MuMuPipeline
 from mumu.scheduler import Busy, TurnInProgress
 from mumu.streaming import Cancelled
-from tests.mumu.conftest import open_gates, prompt_ids
+from tests.mumu.conftest import media_for, open_gates, prompt_ids
 
 SR = 24000
 
@@ -337,3 +337,60 @@ def test_a_music_batch_that_fails_is_retried_row_by_row(pipeline, media, monkeyp
     assert list(pipeline.scheduler.music.batch_sizes)[3:] == [3, 1, 1, 1]
     for a, t in zip(alone, together, strict=True):
         _same(a, t)
+
+
+def _forwards(model):
+    """(rows, columns) of every LLM forward from now on (columns 1: a decoding step, more: a prefill or a recompute)."""
+    shapes = []
+    handle = model.llm.get_input_embeddings().register_forward_hook(
+        lambda m, args, out: shapes.append(tuple(out.shape[:2])))
+    return shapes, handle
+
+
+def test_a_turn_sent_while_another_decodes_joins_its_batch_and_gets_its_result_alone(pipeline):
+    model, scheduler = pipeline.model, pipeline.scheduler
+    none = MediaFeatures(music=[None], image=[None], video=[None])
+    first = (prompt_ids(model, "tell me more"), none, GenerationSettings(max_new_tokens=12, music="never"))
+    second = (prompt_ids(model, "Describe the mood of a rainy afternoon"), media_for(model, seed=6, video=False),
+              GenerationSettings(max_new_tokens=10, temperature=1.0, top_p=0.9, seed=4, music="never"))
+    alone = [scheduler.submit(*first).token_ids, scheduler.submit(*second).token_ids]
+    assert scheduler.submit(second[0], none, second[2]).token_ids != alone[1]  # the media change the reply
+    scheduler.window_s, scheduler.max_batch = 0.0, 4
+    shapes, handle = _forwards(model)
+    sent, results = threading.Event(), {}
+
+    def on_token(row, token):
+        if len(shapes) == 3:  # the first turn's third token: hold its batch until the second turn waits
+            sent.set()
+            _until(lambda: scheduler.text.waiting == 1)
+
+    def later():
+        sent.wait(60)
+        results["second"] = scheduler.submit(*second)
+
+    thread = threading.Thread(target=later)
+    thread.start()
+    try:
+        results["first"] = scheduler.submit(*first, on_token=on_token)
+        thread.join(timeout=60)
+    finally:
+        handle.remove()
+    assert results["first"].token_ids == alone[0] and results["second"].token_ids == alone[1]
+    assert list(scheduler.text.batch_sizes)[3:] == [1]  # no second batch: the second turn joined the first one's
+    assert shapes[:6] == [(1, len(first[0])), (1, 1), (1, 1), (1, 1), (1, len(second[0])), (2, 1)]
+
+
+def test_rows_leave_the_batch_as_they_end_and_a_stop_leaves_the_others_intact(pipeline, media):
+    turns = _turns(media)
+    alone = [_run(pipeline, turn) for turn in turns]
+    shapes, handle = _forwards(pipeline.model)
+    try:
+        together = _concurrently(pipeline, turns, {0: {"stop_after": 2}})
+    finally:
+        handle.remove()
+    assert isinstance(together[0][0], Cancelled)
+    for a, t in zip(alone[1:], together[1:], strict=True):
+        _same(a, t)
+    steps = [rows for rows, columns in shapes if columns == 1]  # the decoding steps' batch sizes
+    assert steps[0] == 4 and steps[-1] == 1 and steps == sorted(steps, reverse=True)  # each row left as it ended
+    assert len(steps) == 14 - 1  # the batch ended with its longest row (14 tokens: a prefill, then 13 steps)
