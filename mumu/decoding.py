@@ -82,7 +82,7 @@ class _Row:
 
     def take(self, logits: torch.Tensor, hidden: torch.Tensor) -> int:
         """Choose, record and stream the row's next token from its (V,) logits; return the token to feed."""
-        token = self._advance(self._choose(self._constrain(logits)), hidden)
+        token = self.advance(self._choose(self._constrain(logits)), hidden)
         if self.request.on_token is not None:
             try:
                 self.request.on_token(token)
@@ -120,7 +120,7 @@ class _Row:
             scores = TopPLogitsWarper(self.settings.top_p)(ids, scores)
         return int(torch.multinomial(torch.softmax(scores, -1), 1, generator=self.rng)[0, 0])
 
-    def _advance(self, token: int, hidden: torch.Tensor) -> int:
+    def advance(self, token: int, hidden: torch.Tensor) -> int:
         """Record the token (EOS becomes [AUD0] under music=always) and the state that predicted an [AUD] token."""
         if token == self.eos and self.settings.music == "always" and self.next_audio == 0:
             token = self.audio[0]
@@ -165,11 +165,11 @@ class _Batch:
         joining = [row for row in joining if row.active()]
         parts = []
         if self.rows:
-            parts.append(self._advance(self.rows, self.tensors, prefill=False))
+            parts.append(self._next_tokens(self.rows, self.tensors, prefill=False))
         if joining:
             group = self._prompts(joining)
             with self.model.injection.inject(group.inputs, len(joining)):
-                parts.append(self._advance(joining, group, prefill=True))
+                parts.append(self._next_tokens(joining, group, prefill=True))
         if not parts:
             return
         tensors = parts[0]
@@ -190,7 +190,7 @@ class _Batch:
         return BatchTensors.prompts([row.request.prompt for row in rows], self.model.ids.pad, self.model.device,
                                     self.use_cache, self.model.modality_inputs(media, len(rows)))
 
-    def _advance(self, rows: list[_Row], tensors: BatchTensors, prefill: bool) -> BatchTensors:
+    def _next_tokens(self, rows: list[_Row], tensors: BatchTensors, prefill: bool) -> BatchTensors:
         """One forward over the rows (all columns on a prefill or without the cache, else the last one); each row
         takes its token, and the rows that ended are reported."""
         start = 0 if prefill or not self.use_cache else tensors.ids.shape[1] - 1

@@ -4,28 +4,33 @@ Two stages of a turn wait in a window queue (`WindowQueue`) each: its text (`sub
 music, its track (`make_music`). One worker thread per queue takes the oldest waiting row plus every row that arrives
 within `window_s` of it and may share its batch (at most `max_batch`), and serves them as one batch under the model
 lock; rows that may not share it stay queued, in order, for the next batch. A batch of rows costs little more than one
-row, since decoding is bound by reading the weights. Rows arriving while a batch runs form the next batch (batching
-per window; rows do not join or leave a running batch).
+row, since decoding is bound by reading the weights.
 
-Text: every row may share a batch. The rows are decoded as one left-padded batch with the KV cache
-(mumu.decoding.generate). A row's reply goes back to its caller as soon as the row ends; its slot is fed EOS until the
-batch's last row ends.
+Text: rows share a batch when they agree on the KV cache setting (all of the pipeline's do). The rows are decoded as
+one left-padded batch with the KV cache (mumu.decoding.decode), continuously: a row that arrives while the batch
+decodes joins it at the next step (prefilled by a forward of its own, its KV cache left-padded into the batch's,
+while fewer than `max_batch` rows decode), and a row leaves the batch as soon as it ends, its reply going back to
+its caller at once. With `continuous` off (pipeline.continuous_batching) rows arriving during a batch wait for the
+next one.
 
 Music: rows share a batch when they use the same decoder with the same mode and settings but the seed
 (generation.registry.batch_key: MusicGen new music from embeddings or a caption, MusicGen-Melody from embeddings;
 edits, other modes and AudioLDM2 are made alone, in the caller's thread). The decoder samples the batch with one
-generator per row (MusicDecoder.generate_batch) and decodes each row's codes alone.
+generator per row (MusicDecoder.generate_batch) and decodes each row's codes alone. Rows arriving while a music batch
+runs form the next batch (batching per window).
 
 What a row gets is what it would get alone:
 - tokens and text: each row keeps its own settings and, when seeded, samples from its own generator; the logits of
-  a row differ only in their last float bits across batch shapes (other kernels), which moves no argmax and no
-  sampled token in the tests (tests/mumu/test_scheduler.py compares every case with the same turn alone);
+  a row differ only in their last float bits across batch shapes (other kernels; the shape changes as rows join and
+  leave), which moves no argmax and no sampled token in the tests (tests/mumu/test_scheduler.py and
+  tests/mumu/test_decoding.py compare every case, joining and leaving rows included, with the same turn alone);
 - music: the states that condition the decoder are recomputed by one single-row forward over prompt + reply
   (decoding.audio_states), so they are bit for bit those of the same reply alone; the track is then the decoder's
   row, the same samples as the turn alone (tests/generation/test_musicgen.py, tests/mumu/test_scheduler.py);
-- a stop or a failing callback ends its own row only; a batch that fails as a whole is retried row by row, so a bad
-  row fails alone (a retried row's stream goes on where it was, without repeating a token). A turn stopped while its
-  music batch runs gets Cancelled from the pipeline; the other rows' tracks are untouched.
+- a stop or a failing callback ends its own row only (it leaves the batch); a batch that fails as a whole (rows
+  that joined it included) is retried row by row, so a bad row fails alone (a retried row's stream goes on where it
+  was, without repeating a token). A turn stopped while its music batch runs gets Cancelled from the pipeline; the
+  other rows' tracks are untouched.
 
 Fairness and limits: rows are served in arrival order; more than `max_queue` turns waiting for text are refused with
 `Busy` (a turn's music is never refused: the turn was admitted already); a conversation may have one turn in flight

@@ -347,37 +347,58 @@ def _forwards(model):
     return shapes, handle
 
 
-def test_a_turn_sent_while_another_decodes_joins_its_batch_and_gets_its_result_alone(pipeline):
+def _join_at_the_fourth_step(pipeline, fail_when_batched=False):
+    """A greedy turn, and a seeded turn with media sent once the first has its third token: (the two turns, their
+    tokens alone, their results together, their streamed tokens, the LLM forwards' shapes while together)."""
     model, scheduler = pipeline.model, pipeline.scheduler
     none = MediaFeatures(music=[None], image=[None], video=[None])
-    first = (prompt_ids(model, "tell me more"), none, GenerationSettings(max_new_tokens=12, music="never"))
-    second = (prompt_ids(model, "Describe the mood of a rainy afternoon"), media_for(model, seed=6, video=False),
-              GenerationSettings(max_new_tokens=10, temperature=1.0, top_p=0.9, seed=4, music="never"))
-    alone = [scheduler.submit(*first).token_ids, scheduler.submit(*second).token_ids]
-    assert scheduler.submit(second[0], none, second[2]).token_ids != alone[1]  # the media change the reply
+    turns = [(prompt_ids(model, "tell me more"), none, GenerationSettings(max_new_tokens=12, music="never")),
+             (prompt_ids(model, "Describe the mood of a rainy afternoon"), media_for(model, seed=6, video=False),
+              GenerationSettings(max_new_tokens=10, temperature=1.0, top_p=0.9, seed=4, music="never"))]
+    alone = [scheduler.submit(*turn).token_ids for turn in turns]
+    assert scheduler.submit(turns[1][0], none, turns[1][2]).token_ids != alone[1]  # the media change the reply
     scheduler.window_s, scheduler.max_batch = 0.0, 4
     shapes, handle = _forwards(model)
-    sent, results = threading.Event(), {}
+    sent, results, streamed = threading.Event(), {}, [[], []]
 
-    def on_token(row, token):
+    def on_first_token(row, token):
+        streamed[0].append(token)
         if len(shapes) == 3:  # the first turn's third token: hold its batch until the second turn waits
             sent.set()
             _until(lambda: scheduler.text.waiting == 1)
 
     def later():
         sent.wait(60)
-        results["second"] = scheduler.submit(*second)
+        results[1] = scheduler.submit(*turns[1], on_token=lambda row, token: streamed[1].append(token))
+
+    def fail(module, args, out):
+        if fail_when_batched and out.shape[0] == 2:
+            raise RuntimeError("out of memory (simulated)")
 
     thread = threading.Thread(target=later)
+    failing = model.llm.get_output_embeddings().register_forward_hook(fail)
     thread.start()
     try:
-        results["first"] = scheduler.submit(*first, on_token=on_token)
+        results[0] = scheduler.submit(*turns[0], on_token=on_first_token)
         thread.join(timeout=60)
     finally:
         handle.remove()
-    assert results["first"].token_ids == alone[0] and results["second"].token_ids == alone[1]
-    assert list(scheduler.text.batch_sizes)[3:] == [1]  # no second batch: the second turn joined the first one's
-    assert shapes[:6] == [(1, len(first[0])), (1, 1), (1, 1), (1, 1), (1, len(second[0])), (2, 1)]
+        failing.remove()
+    return turns, alone, results, streamed, shapes
+
+
+def test_a_turn_sent_while_another_decodes_joins_its_batch_and_gets_its_result_alone(pipeline):
+    turns, alone, results, streamed, shapes = _join_at_the_fourth_step(pipeline)
+    assert [results[0].token_ids, results[1].token_ids] == alone == streamed
+    assert list(pipeline.scheduler.text.batch_sizes)[3:] == [1]  # no second batch: the second turn joined the first
+    assert shapes[:6] == [(1, len(turns[0][0])), (1, 1), (1, 1), (1, 1), (1, len(turns[1][0])), (2, 1)]
+
+
+def test_a_batch_that_fails_after_a_turn_joined_it_retries_that_turn_too(pipeline):
+    _, alone, results, streamed, shapes = _join_at_the_fourth_step(pipeline, fail_when_batched=True)
+    assert shapes[5] == (2, 1)  # the first forward of the two rows together failed
+    assert [results[0].token_ids, results[1].token_ids] == alone == streamed  # each token streamed exactly once
+    assert list(pipeline.scheduler.text.batch_sizes)[3:] == [1, 1, 1]  # the batch, then each of its rows alone
 
 
 def test_rows_leave_the_batch_as_they_end_and_a_stop_leaves_the_others_intact(pipeline, media):
