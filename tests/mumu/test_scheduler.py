@@ -347,7 +347,7 @@ def _forwards(model):
     return shapes, handle
 
 
-def _join_at_the_fourth_step(pipeline, fail_when_batched=False):
+def _join_at_the_fourth_step(pipeline, fail_when_batched=False, continuous=True):
     """A greedy turn, and a seeded turn with media sent once the first has its third token: (the two turns, their
     tokens alone, their results together, their streamed tokens, the LLM forwards' shapes while together)."""
     model, scheduler = pipeline.model, pipeline.scheduler
@@ -357,7 +357,7 @@ def _join_at_the_fourth_step(pipeline, fail_when_batched=False):
               GenerationSettings(max_new_tokens=10, temperature=1.0, top_p=0.9, seed=4, music="never"))]
     alone = [scheduler.submit(*turn).token_ids for turn in turns]
     assert scheduler.submit(turns[1][0], none, turns[1][2]).token_ids != alone[1]  # the media change the reply
-    scheduler.window_s, scheduler.max_batch = 0.0, 4
+    scheduler.window_s, scheduler.max_batch, scheduler.continuous = 0.0, 4, continuous
     shapes, handle = _forwards(model)
     sent, results, streamed = threading.Event(), {}, [[], []]
 
@@ -399,6 +399,12 @@ def test_a_batch_that_fails_after_a_turn_joined_it_retries_that_turn_too(pipelin
     assert shapes[5] == (2, 1)  # the first forward of the two rows together failed
     assert [results[0].token_ids, results[1].token_ids] == alone == streamed  # each token streamed exactly once
     assert list(pipeline.scheduler.text.batch_sizes)[3:] == [1, 1, 1]  # the batch, then each of its rows alone
+
+
+def test_with_continuous_batching_off_a_turn_sent_during_a_batch_waits_for_the_next_one(pipeline):
+    _, alone, results, streamed, shapes = _join_at_the_fourth_step(pipeline, continuous=False)
+    assert [results[0].token_ids, results[1].token_ids] == alone == streamed
+    assert list(pipeline.scheduler.text.batch_sizes)[3:] == [1, 1] and all(rows == 1 for rows, _ in shapes)
 
 
 def test_rows_leave_the_batch_as_they_end_and_a_stop_leaves_the_others_intact(pipeline, media):
