@@ -9,11 +9,16 @@ concurrent interleaved, best of --repeats by wall time):
 - total wall time of each, the ratio concurrent/serial (target at k=4: <= 0.5), new tokens per second overall, the
   p50/p95 latency of a turn (send to reply), and whether every turn's output is identical both ways.
 
+Staggered arrivals (the second table): k text turns sent --gap-ms apart, once with continuous batching (each later
+turn joins the running batch at its next step) and once per window (the scheduler's switch off: later turns wait for
+the running batch to end), interleaved, best of --repeats; wall time from the first send to the last reply, latency
+per turn from its own send, how many batches were started, and whether every turn's text equals the turn run alone.
+
 Text turns make exactly --tokens new tokens (bench.decode.forced_length bans EOS and [AUD]), greedy, music never.
-Music turns (the second table) ask for music always: their replies are the 8 [AUD] tokens, then each makes a
+Music turns (the third table) ask for music always: their replies are the 8 [AUD] tokens, then each makes a
 --track-seconds track with the model's own decoder, its own seed per turn (the tracks of one batch share the decoder
 and its settings, so the scheduler samples them as one batch); identical means the same text and the same samples in
-the track's file. The third table is the decoder alone: k tracks (random conditioning, own seeds) made by one
+the track's file. The fourth table is the decoder alone: k tracks (random conditioning, own seeds) made by one
 generate_batch call vs one generate call each, and whether every track is the same both ways.
 
 Run from the repo root: python -m bench.serving  (--help for the size, token count and repeats)
@@ -44,6 +49,7 @@ from mumu.pipeline import ChatOptions, MuMuPipeline
 from mumu.profiles import tiny
 
 CONCURRENCY = (1, 2, 4, 8)
+STAGGERED = (4, 8)
 TARGET_AT_4 = 0.5
 TOPICS = ("a slow piano ballad", "drums", "a bright brass fanfare for a parade", "rain", "a lullaby for strings",
           "an angry distorted guitar riff in drop D", "birdsong at dawn", "a synth arpeggio")
@@ -82,12 +88,13 @@ def serial(pipeline: MuMuPipeline, k: int, options: Callable[[int], ChatOptions]
     return time.perf_counter() - start, [r[0] for r in results], [r[1] for r in results]
 
 
-def concurrent(pipeline: MuMuPipeline, k: int, options: Callable[[int], ChatOptions],
+def concurrent(pipeline: MuMuPipeline, k: int, options: Callable[[int], ChatOptions], gap_s: float = 0.0,
                ) -> tuple[float, list, list[float]]:
-    """The k turns sent at once from k threads: total wall time, outputs, latencies."""
+    """The k turns sent from k threads, turn i gap_s * i after the first: total wall time, outputs, latencies."""
     results: list[Any] = [None] * k
 
     def run(i: int) -> None:
+        time.sleep(gap_s * i)
         results[i] = turn(pipeline, i, options(i))
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(k)]
@@ -125,6 +132,45 @@ def measure(pipeline: MuMuPipeline, k: int, options: Callable[[int], ChatOptions
                      "p95_s": float(np.percentile(latencies, 95))}
     row["ratio"] = best["concurrent"][0] / best["serial"][0]
     return row
+
+
+def staggered(pipeline: MuMuPipeline, k: int, gap_s: float, tokens: int, repeats: int) -> dict[str, Any]:
+    """k text turns arriving gap_s apart, with continuous batching (later turns join the running batch) and per
+    window (they wait for the next batch), best of repeats, interleaved; outputs compared with the turns alone."""
+    scheduler = pipeline.scheduler
+    alone = serial(pipeline, k, text_turn(tokens))[1]
+    best = {True: (math.inf, []), False: (math.inf, [])}
+    batches = {True: 0, False: 0}
+    identical = True
+    for _ in range(repeats):
+        for continuous in (True, False):
+            scheduler.continuous = continuous
+            before = len(scheduler.text.batch_sizes)
+            wall, outputs, latencies = concurrent(pipeline, k, text_turn(tokens), gap_s)
+            batches[continuous] = len(scheduler.text.batch_sizes) - before
+            best[continuous] = min(best[continuous], (wall, latencies), key=lambda r: r[0])
+            identical &= _same(alone, outputs)
+    scheduler.continuous = True
+    row: dict[str, Any] = {"k": k, "gap_ms": gap_s * 1000, "identical": identical}
+    for name, continuous in (("continuous", True), ("per_window", False)):
+        wall, latencies = best[continuous]
+        row[name] = {"wall_s": wall, "p50_s": float(np.percentile(latencies, 50)),
+                     "p95_s": float(np.percentile(latencies, 95)), "batches": batches[continuous]}
+    row["ratio"] = row["continuous"]["wall_s"] / row["per_window"]["wall_s"]
+    return row
+
+
+def staggered_table(rows: list[dict[str, Any]]) -> str:
+    """A Markdown table of the staggered-arrival rows."""
+    lines = ["| turns | every (ms) | per-window wall (s) | continuous wall (s) | ratio | p50 / p95 latency per-window "
+             "(s) | p50 / p95 latency continuous (s) | batches per-window / continuous | identical text |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        w, c = r["per_window"], r["continuous"]
+        lines.append(f"| {r['k']} | {r['gap_ms']:g} | {w['wall_s']:.2f} | {c['wall_s']:.2f} | {r['ratio']:.2f} | "
+                     f"{w['p50_s']:.2f} / {w['p95_s']:.2f} | {c['p50_s']:.2f} / {c['p95_s']:.2f} | "
+                     f"{w['batches']} / {c['batches']} | {'yes' if r['identical'] else 'NO'} |")
+    return "\n".join(lines)
 
 
 def table(rows: list[dict[str, Any]], music: bool = False) -> str:
@@ -177,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=32, help="new tokens per turn")
     parser.add_argument("--track-seconds", type=float, default=2.0, help="length of each music turn's track")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--gap-ms", type=float, default=250.0, help="time between staggered text turns")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
@@ -191,17 +238,20 @@ def main(argv: list[str] | None = None) -> int:
         with forced_length(pipeline.model):
             turn(pipeline, 0, text_turn(2)(0))  # warm-up
             rows = [measure(pipeline, k, text_turn(args.tokens), args.tokens, args.repeats) for k in CONCURRENCY]
+            arrivals = [staggered(pipeline, k, args.gap_ms / 1000, args.tokens, args.repeats) for k in STAGGERED]
         turn(pipeline, 0, music_turn(0.2)(0))  # warm-up
         music = [measure(pipeline, k, music_turn(args.track_seconds), 8, args.repeats) for k in CONCURRENCY]
         tracks = [decoder_batches(pipeline.decoder, k, args.track_seconds, args.repeats) for k in CONCURRENCY]
     print(table(rows))
+    print()
+    print(staggered_table(arrivals))
     print()
     print(table(music, music=True))
     print()
     print(decoder_table(tracks))
     at4 = next(r for r in rows if r["k"] == 4)["ratio"]
     music_at4 = next(r for r in music if r["k"] == 4)["ratio"]
-    ok = at4 <= TARGET_AT_4 and all(r["identical"] for r in rows + music + tracks)
+    ok = at4 <= TARGET_AT_4 and all(r["identical"] for r in rows + arrivals + music + tracks)
     print(f"target: 4 concurrent turns in <= {TARGET_AT_4}x the serial time; measured {at4:.2f}x for text, "
           f"{music_at4:.2f}x for music turns ({'met' if ok else 'MISSED'}); load average after "
           f"{os.getloadavg()[0]:.2f}")

@@ -156,9 +156,12 @@ class PipelineConfig:
     conditioning: ConditioningMode = "embeddings"
     # The turn scheduler (mumu/scheduler.py): turns arriving within batch_window_ms of the oldest waiting one share
     # one decoding batch of at most max_batch rows; with max_queue turns waiting, more are refused as busy.
+    # continuous_batching: turns arriving while a batch decodes join it at its next step (else they wait for the next
+    # batch).
     batch_window_ms: float = 20.0
     max_batch: int = 8
     max_queue: int = 32
+    continuous_batching: bool = True
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-from transformers import DynamicCache
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
 from choices import check_choice, options
+from mumu.batch_tensors import BatchTensors
+from mumu.config import MODALITIES
 from mumu.modeling import MediaFeatures, MuMuModel, module_outputs
 
 MusicMode = Literal["auto", "always", "never"]
@@ -44,113 +46,198 @@ class Generated:
     error: Exception | None = None
 
 
-class _Rows:
-    """Per-row decoding state: each row's settings, where it is in the [AUD] sequence, and what it produced."""
+@dataclass
+class DecodeRequest:
+    """One prompt to continue: its media (one row, or None), its settings, and its callbacks.
 
-    def __init__(
-        self, settings: list[GenerationSettings], audio: list[int], eos: int,
-        stop_text: Callable[[list[int]], bool] | None = None,
-    ) -> None:
-        self.settings, self.audio, self.eos = settings, audio, eos
-        self.stop_text = stop_text
-        batch = len(settings)
-        self.next_audio = [0] * batch
-        self.done = [False] * batch
-        self.errors: list[Exception | None] = [None] * batch
-        self.tokens: list[list[int]] = [[] for _ in range(batch)]
-        self.hidden: list[list[torch.Tensor]] = [[] for _ in range(batch)]
+    on_token(id) sees each new token; an exception it raises ends this row only (its Generated.error holds it).
+    on_done(result) gets the row's result as soon as the row ends, while the batch's other rows go on.
+    """
 
-    def active(self, b: int) -> bool:
-        """Whether row b still decodes: not ended by EOS or its stop rule, not failed, under its token budget."""
-        return not self.done[b] and self.errors[b] is None and len(self.tokens[b]) < self.settings[b].max_new_tokens
+    prompt: list[int]
+    media: MediaFeatures | None = None
+    settings: GenerationSettings = field(default_factory=GenerationSettings)
+    on_token: Callable[[int], None] | None = None
+    on_done: Callable[[Generated], None] | None = None
 
-    def constrain(self, logits: torch.Tensor, step: int) -> torch.Tensor:
-        """Mask logits so [AUD] tokens come complete and in order, followed by EOS, as each row's music mode allows."""
-        n = len(self.audio)
+
+class _Row:
+    """One row's decoding state: its request, its own generator, where it is in the [AUD] sequence, what it made."""
+
+    def __init__(self, model: MuMuModel, request: DecodeRequest, stop_text: Callable[[list[int]], bool] | None) -> None:
+        check_choice(request.settings.music, MusicMode, "music")
+        self.request, self.settings, self.stop_text = request, request.settings, stop_text
+        self.audio, self.eos = list(model.ids.audio), model.ids.eos
+        seed = self.settings.seed
+        self.rng = None if seed is None else torch.Generator(device=model.device).manual_seed(seed)
+        self.next_audio = 0
+        self.done = False
+        self.error: Exception | None = None
+        self.tokens: list[int] = []
+        self.hidden: list[torch.Tensor] = []
+
+    def active(self) -> bool:
+        """Whether the row still decodes: not ended by EOS or its stop rule, not failed, under its token budget."""
+        return not self.done and self.error is None and len(self.tokens) < self.settings.max_new_tokens
+
+    def take(self, logits: torch.Tensor, hidden: torch.Tensor) -> int:
+        """Choose, record and stream the row's next token from its (V,) logits; return the token to feed."""
+        token = self.advance(self._choose(self._constrain(logits)), hidden)
+        if self.request.on_token is not None:
+            try:
+                self.request.on_token(token)
+            except Exception as e:  # noqa: BLE001 -- not swallowed: it ends this row and is returned as its error
+                self.error = e
+        return token
+
+    def _constrain(self, logits: torch.Tensor) -> torch.Tensor:
+        """Mask logits so [AUD] tokens come complete and in order, followed by EOS, as the row's music mode allows."""
+        n, k, music = len(self.audio), self.next_audio, self.settings.music
+        force = None
+        if 0 < k < n:
+            force = self.audio[k]
+        elif k == n:
+            force = self.eos
+        elif music == "always" and self.settings.max_new_tokens - len(self.tokens) <= n + 1:
+            force = self.audio[0]
         out = logits.clone()
-        for b, k in enumerate(self.next_audio):
-            music = self.settings[b].music
-            force = None
-            if 0 < k < n:
-                force = self.audio[k]
-            elif k == n:
-                force = self.eos
-            elif music == "always" and self.settings[b].max_new_tokens - step <= n + 1:
-                force = self.audio[0]
-            if force is not None:
-                out[b] = float("-inf")
-                out[b, force] = 0.0
-                continue
-            out[b, self.audio[1:]] = float("-inf")
-            if music == "never":
-                out[b, self.audio[0]] = float("-inf")
+        if force is not None:
+            out[:] = float("-inf")
+            out[force] = 0.0
+            return out
+        out[self.audio[1:]] = float("-inf")
+        if music == "never":
+            out[self.audio[0]] = float("-inf")
         return out
 
-    def advance(self, chosen: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-        """Record each active row's token (EOS becomes [AUD0] under music=always) and return the tokens to feed."""
-        fed = chosen.clone()
-        for b, token in enumerate(chosen.tolist()):
-            if not self.active(b):
-                fed[b] = self.eos
-                continue
-            if token == self.eos and self.settings[b].music == "always" and self.next_audio[b] == 0:
-                token = self.audio[0]
-                fed[b] = token
-            self.tokens[b].append(token)
-            if self.next_audio[b] < len(self.audio) and token == self.audio[self.next_audio[b]]:
-                self.hidden[b].append(hidden[b])
-                self.next_audio[b] += 1
-            # The published rule ends a reply after its last [AUD] token or at "\n###"; EOS always ends it.
-            published = self.stop_text is not None and (
-                self.next_audio[b] == len(self.audio) or self.stop_text(self.tokens[b]))
-            if token == self.eos or published:
-                self.done[b] = True
-        return fed
+    def _choose(self, logits: torch.Tensor) -> int:
+        """Greedy, or sampled with the row's settings from its own generator (whatever rows share its batch)."""
+        if self.settings.temperature <= 0:
+            return int(logits.argmax(-1))
+        ids = torch.tensor([[*self.request.prompt, *self.tokens]], device=logits.device)
+        scores = TemperatureLogitsWarper(self.settings.temperature)(ids, logits[None])
+        if self.settings.top_p < 1.0:
+            scores = TopPLogitsWarper(self.settings.top_p)(ids, scores)
+        return int(torch.multinomial(torch.softmax(scores, -1), 1, generator=self.rng)[0, 0])
+
+    def advance(self, token: int, hidden: torch.Tensor) -> int:
+        """Record the token (EOS becomes [AUD0] under music=always) and the state that predicted an [AUD] token."""
+        if token == self.eos and self.settings.music == "always" and self.next_audio == 0:
+            token = self.audio[0]
+        self.tokens.append(token)
+        if self.next_audio < len(self.audio) and token == self.audio[self.next_audio]:
+            self.hidden.append(hidden)
+            self.next_audio += 1
+        # The published rule ends a reply after its last [AUD] token or at "\n###"; EOS always ends it.
+        published = self.stop_text is not None and (
+            self.next_audio == len(self.audio) or self.stop_text(self.tokens))
+        if token == self.eos or published:
+            self.done = True
+        return token
 
 
-def _left_pad(prompts: list[list[int]], pad: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    if not prompts or any(len(p) == 0 for p in prompts):
-        raise ValueError("every prompt needs at least one token")
-    length = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), length), pad, dtype=torch.long, device=device)
-    mask = torch.zeros_like(ids)
-    for i, p in enumerate(prompts):
-        ids[i, length - len(p):] = torch.tensor(p, device=device)
-        mask[i, length - len(p):] = 1
-    return ids, mask
+class _Batch:
+    """The rows decoding together: rows join at a step (prefilled as one left-padded group, then merged into the
+    batch's tensors) and leave as soon as they end (their rows selected out of every tensor)."""
 
+    def __init__(self, model: MuMuModel, use_cache: bool) -> None:
+        self.model, self.use_cache = model, use_cache
+        self.rows: list[_Row] = []
+        self.tensors: BatchTensors | None = None
+        self._injection = ExitStack()
+        self._hidden: list[torch.Tensor] = []
 
-def _choose(logits: torch.Tensor, ids: torch.Tensor, settings: list[GenerationSettings],
-            rngs: list[torch.Generator | None]) -> torch.Tensor:
-    """Each row's next token: greedy, or sampled with the row's own settings and generator.
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """Capture the projector-source states (by default the final-norm output) the training forward gathers too."""
+        with module_outputs(self.model.projector_source) as hidden, self._injection:
+            self._hidden = hidden
+            yield
 
-    A row draws only from its own generator, so a seeded row samples the same tokens whatever rows share its batch.
-    """
-    chosen = logits.argmax(-1)
-    for b, (row, rng) in enumerate(zip(settings, rngs, strict=True)):
-        if row.temperature > 0:
-            scores = TemperatureLogitsWarper(row.temperature)(ids[b : b + 1], logits[b : b + 1])
-            if row.top_p < 1.0:
-                scores = TopPLogitsWarper(row.top_p)(ids[b : b + 1], scores)
-            chosen[b] = torch.multinomial(torch.softmax(scores, -1), 1, generator=rng)[0, 0]
-    return chosen
+    def step(self, joining: list[_Row]) -> None:
+        """One decoding step: the running rows' next tokens (one forward), the joining rows' first tokens (one
+        forward over their prompts), then the rows that ended leave."""
+        for row in joining:
+            if row.settings.use_cache != self.use_cache:
+                raise ValueError("use_cache must be the same for every row of a batch")
+            if not row.active():  # a token budget of 0
+                self._report(row)
+        joining = [row for row in joining if row.active()]
+        parts = []
+        if self.rows:
+            parts.append(self._next_tokens(self.rows, self.tensors, prefill=False))
+        if joining:
+            group = self._prompts(joining)
+            with self.model.injection.inject(group.inputs, len(joining)):
+                parts.append(self._next_tokens(joining, group, prefill=True))
+        if not parts:
+            return
+        tensors = parts[0]
+        for part in parts[1:]:
+            tensors = tensors.merged(part, self.model.ids.pad)
+        rows = self.rows + joining
+        keep = [b for b, row in enumerate(rows) if row.active()]
+        if len(keep) < len(rows) and keep:
+            tensors = tensors.selected(keep)
+        self.rows, self.tensors = [rows[b] for b in keep], tensors
+        if joining or len(keep) < len(rows):
+            self._injection.close()
+            if self.rows:
+                self._injection.enter_context(self.model.injection.inject(tensors.inputs, len(self.rows)))
 
+    def _prompts(self, rows: list[_Row]) -> BatchTensors:
+        media = MediaFeatures(**{m: [_item(row.request.media, m) for row in rows] for m in MODALITIES})
+        return BatchTensors.prompts([row.request.prompt for row in rows], self.model.ids.pad, self.model.device,
+                                    self.use_cache, self.model.modality_inputs(media, len(rows)))
 
-def _row_settings(settings: GenerationSettings | Sequence[GenerationSettings] | None,
-                  rows: int) -> list[GenerationSettings]:
-    if settings is None or isinstance(settings, GenerationSettings):
-        settings = [settings or GenerationSettings()] * rows
-    settings = list(settings)
-    if len(settings) != rows:
-        raise ValueError(f"got {len(settings)} settings for {rows} prompts: give one, or one per prompt")
-    for row in settings:
-        check_choice(row.music, MusicMode, "music")
-    if len({row.use_cache for row in settings}) > 1:
-        raise ValueError("use_cache must be the same for every row of a batch")
-    return settings
+    def _next_tokens(self, rows: list[_Row], tensors: BatchTensors, prefill: bool) -> BatchTensors:
+        """One forward over the rows (all columns on a prefill or without the cache, else the last one); each row
+        takes its token, and the rows that ended are reported."""
+        start = 0 if prefill or not self.use_cache else tensors.ids.shape[1] - 1
+        out = self.model.llm(
+            input_ids=tensors.ids[:, start:], attention_mask=tensors.mask,
+            position_ids=tensors.positions[:, start:], past_key_values=tensors.cache, use_cache=self.use_cache,
+            logits_to_keep=1,
+        )
+        logits, hidden = out.logits[:, -1].float(), self._hidden[-1][:, -1]
+        self._hidden.clear()  # with the states of any forward an on_done callback ran (decoding.audio_states)
+        fed = [row.take(logits[b], hidden[b]) for b, row in enumerate(rows)]
+        for row in rows:
+            if not row.active():
+                self._report(row)
+        return tensors.extended(torch.tensor(fed, device=tensors.ids.device))
+
+    def _report(self, row: _Row) -> None:
+        if row.request.on_done is not None:
+            row.request.on_done(_result(self.model, row))
 
 
 @torch.no_grad()
+def decode(model: MuMuModel, requests: list[DecodeRequest],
+           join: Callable[[int], list[DecodeRequest]] | None = None) -> list[Generated]:
+    """Continue the requests' prompts as one left-padded batch with the KV cache, rows joining and leaving it.
+
+    A row leaves the batch as soon as it ends (EOS, its stop rule, its token budget or a failing on_token).
+    join(rows): asked before every step after the first, with the number of rows decoding; the requests it returns
+    join the batch at that step. Decoding ends when no row is left. Returns every row's result in the order the rows
+    came (the requests, then those join gave).
+    """
+    if not requests:
+        raise ValueError("nothing to decode: no prompts")
+    stop_text = _m2ugen_stop(model) if model.config.pipeline.stop_rule == "m2ugen" else None
+    batch = _Batch(model, requests[0].settings.use_cache)
+    rows: list[_Row] = []
+    with batch.running():
+        while True:
+            joining = [_Row(model, request, stop_text) for request in requests]
+            rows += joining
+            batch.step(joining)
+            if not batch.rows:
+                break
+            requests = join(len(batch.rows)) if join is not None else []
+    return [_result(model, row) for row in rows]
+
+
 def generate(
     model: MuMuModel, prompts: list[list[int]], media: MediaFeatures | None = None,
     settings: GenerationSettings | Sequence[GenerationSettings] | None = None,
@@ -164,58 +251,34 @@ def generate(
     on_done(row, result) gets each row's result as soon as that row ends, while the others go on.
     """
     rows_settings = _row_settings(settings, len(prompts))
-    use_cache = rows_settings[0].use_cache
-    stop_rule = model.config.pipeline.stop_rule
-    device = model.device
-    ids, mask = _left_pad(prompts, model.ids.pad, device)
-    stop_text = _m2ugen_stop(model) if stop_rule == "m2ugen" else None
-    rows = _Rows(rows_settings, list(model.ids.audio), model.ids.eos, stop_text)
-    rngs = [None if row.seed is None else torch.Generator(device=device).manual_seed(row.seed)
-            for row in rows_settings]
-    cache = DynamicCache() if use_cache else None
-    feed, seen = ids, 0
-    reported: set[int] = set()
-    inputs = model.modality_inputs(media, len(prompts))
-    # The projector-source states (by default the final-norm output) the training forward gathers too.
-    with model.injection.inject(inputs, len(prompts)), module_outputs(model.projector_source) as hidden:
-        for step in range(max(row.max_new_tokens for row in rows_settings)):
-            positions = (mask.cumsum(-1) - 1).clamp_min(0)
-            out = model.llm(
-                input_ids=feed, attention_mask=mask, position_ids=positions[:, seen:],
-                past_key_values=cache, use_cache=use_cache, logits_to_keep=1,
-            )
-            last = hidden.pop()[:, -1]
-            logits = rows.constrain(out.logits[:, -1].float(), step)
-            before = [len(t) for t in rows.tokens]
-            chosen = rows.advance(_choose(logits, ids, rows_settings, rngs), last)
-            if on_token is not None:
-                _notify(on_token, rows, before)
-            for b in range(len(prompts)):
-                if on_done is not None and b not in reported and not rows.active(b):
-                    reported.add(b)
-                    on_done(b, _result(model, rows, b))
-            ids = torch.cat([ids, chosen[:, None]], dim=1)
-            mask = torch.cat([mask, mask.new_ones(len(prompts), 1)], dim=1)
-            if not any(rows.active(b) for b in range(len(prompts))):
-                break
-            if use_cache:
-                seen, feed = ids.shape[1] - 1, chosen[:, None]
-            else:
-                feed = ids
-    results = [_result(model, rows, b) for b in range(len(prompts))]
-    if on_done is not None:
-        for b in sorted(set(range(len(prompts))) - reported):  # max_new_tokens of 0
-            on_done(b, results[b])
-    return results
+    media = media or MediaFeatures()
+    for m in MODALITIES:
+        if (items := getattr(media, m)) and len(items) != len(prompts):
+            raise ValueError(f"{m} features have {len(items)} rows, the batch has {len(prompts)}")
+
+    def request(b: int) -> DecodeRequest:
+        return DecodeRequest(
+            prompts[b], MediaFeatures(**{m: getattr(media, m)[b : b + 1] for m in MODALITIES}), rows_settings[b],
+            None if on_token is None else lambda token: on_token(b, token),
+            None if on_done is None else lambda result: on_done(b, result))
+
+    return decode(model, [request(b) for b in range(len(prompts))])
 
 
-def _notify(on_token: Callable[[int, int], None], rows: _Rows, before: list[int]) -> None:
-    for b, count in enumerate(before):
-        if len(rows.tokens[b]) > count:
-            try:
-                on_token(b, rows.tokens[b][-1])
-            except Exception as e:  # noqa: BLE001 -- not swallowed: it ends this row and is returned as its error
-                rows.errors[b] = e
+def _row_settings(settings: GenerationSettings | Sequence[GenerationSettings] | None,
+                  rows: int) -> list[GenerationSettings]:
+    if settings is None or isinstance(settings, GenerationSettings):
+        settings = [settings or GenerationSettings()] * rows
+    settings = list(settings)
+    if len(settings) != rows:
+        raise ValueError(f"got {len(settings)} settings for {rows} prompts: give one, or one per prompt")
+    return settings
+
+
+def _item(media: MediaFeatures | None, modality: str) -> torch.Tensor | None:
+    """A one-row request's features of a modality (None when it has none)."""
+    items = getattr(media, modality) if media is not None else []
+    return items[0] if items else None
 
 
 @torch.no_grad()
@@ -245,12 +308,12 @@ def _m2ugen_stop(model: MuMuModel) -> Callable[[list[int]], bool]:
     return lambda tokens: M2UGEN_STOP in _text(model, tokens[-8:])
 
 
-def _result(model: MuMuModel, rows: _Rows, b: int) -> Generated:
-    tokens = rows.tokens[b]
+def _result(model: MuMuModel, row: _Row) -> Generated:
+    tokens = row.tokens
     text = _text(model, tokens)
     if model.config.pipeline.stop_rule == "m2ugen":
         text = text.split("\n", 1)[0]
     text = text.strip()
-    complete = len(rows.hidden[b]) == len(rows.audio)
-    audio = torch.stack(rows.hidden[b]) if complete else None
-    return Generated(tokens, text, audio, rows.done[b], rows.errors[b])
+    complete = len(row.hidden) == len(row.audio)
+    audio = torch.stack(row.hidden) if complete else None
+    return Generated(tokens, text, audio, row.done, row.error)

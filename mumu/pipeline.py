@@ -107,7 +107,8 @@ class MuMuPipeline:
         self.decoders = DecoderPool(self.config, decoder)
         self._lock = threading.RLock()
         cfg = self.config.pipeline
-        self.scheduler = TurnScheduler(model, self._lock, cfg.batch_window_ms / 1000, cfg.max_batch, cfg.max_queue)
+        self.scheduler = TurnScheduler(model, self._lock, cfg.batch_window_ms / 1000, cfg.max_batch, cfg.max_queue,
+                                       continuous=cfg.continuous_batching)
         self._byte_tokens = byte_fallback_tokens(model.tokenizer)
 
     @classmethod

@@ -4,28 +4,33 @@ Two stages of a turn wait in a window queue (`WindowQueue`) each: its text (`sub
 music, its track (`make_music`). One worker thread per queue takes the oldest waiting row plus every row that arrives
 within `window_s` of it and may share its batch (at most `max_batch`), and serves them as one batch under the model
 lock; rows that may not share it stay queued, in order, for the next batch. A batch of rows costs little more than one
-row, since decoding is bound by reading the weights. Rows arriving while a batch runs form the next batch (batching
-per window; rows do not join or leave a running batch).
+row, since decoding is bound by reading the weights.
 
-Text: every row may share a batch. The rows are decoded as one left-padded batch with the KV cache
-(mumu.decoding.generate). A row's reply goes back to its caller as soon as the row ends; its slot is fed EOS until the
-batch's last row ends.
+Text: rows share a batch when they agree on the KV cache setting (all of the pipeline's do). The rows are decoded as
+one left-padded batch with the KV cache (mumu.decoding.decode), continuously: a row that arrives while the batch
+decodes joins it at the next step (prefilled by a forward of its own, its KV cache left-padded into the batch's,
+while fewer than `max_batch` rows decode), and a row leaves the batch as soon as it ends, its reply going back to
+its caller at once. With `continuous` off (pipeline.continuous_batching) rows arriving during a batch wait for the
+next one.
 
 Music: rows share a batch when they use the same decoder with the same mode and settings but the seed
 (generation.registry.batch_key: MusicGen new music from embeddings or a caption, MusicGen-Melody from embeddings;
 edits, other modes and AudioLDM2 are made alone, in the caller's thread). The decoder samples the batch with one
-generator per row (MusicDecoder.generate_batch) and decodes each row's codes alone.
+generator per row (MusicDecoder.generate_batch) and decodes each row's codes alone. Rows arriving while a music batch
+runs form the next batch (batching per window).
 
 What a row gets is what it would get alone:
 - tokens and text: each row keeps its own settings and, when seeded, samples from its own generator; the logits of
-  a row differ only in their last float bits across batch shapes (other kernels), which moves no argmax and no
-  sampled token in the tests (tests/mumu/test_scheduler.py compares every case with the same turn alone);
+  a row differ only in their last float bits across batch shapes (other kernels; the shape changes as rows join and
+  leave), which moves no argmax and no sampled token in the tests (tests/mumu/test_scheduler.py and
+  tests/mumu/test_decoding.py compare every case, joining and leaving rows included, with the same turn alone);
 - music: the states that condition the decoder are recomputed by one single-row forward over prompt + reply
   (decoding.audio_states), so they are bit for bit those of the same reply alone; the track is then the decoder's
   row, the same samples as the turn alone (tests/generation/test_musicgen.py, tests/mumu/test_scheduler.py);
-- a stop or a failing callback ends its own row only; a batch that fails as a whole is retried row by row, so a bad
-  row fails alone (a retried row's stream goes on where it was, without repeating a token). A turn stopped while its
-  music batch runs gets Cancelled from the pipeline; the other rows' tracks are untouched.
+- a stop or a failing callback ends its own row only (it leaves the batch); a batch that fails as a whole (rows
+  that joined it included) is retried row by row, so a bad row fails alone (a retried row's stream goes on where it
+  was, without repeating a token). A turn stopped while its music batch runs gets Cancelled from the pipeline; the
+  other rows' tracks are untouched.
 
 Fairness and limits: rows are served in arrival order; more than `max_queue` turns waiting for text are refused with
 `Busy` (a turn's music is never refused: the turn was admitted already); a conversation may have one turn in flight
@@ -41,13 +46,13 @@ import time
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Generic, Protocol, TypeVar
 
 from generation.config import SamplingSettings
 from generation.interface import Conditioning, DecodedAudio, EditSource, MusicDecoder
 from generation.registry import batch_key
-from mumu.config import MODALITIES
-from mumu.decoding import Generated, GenerationSettings, audio_states, generate
+from mumu.decoding import DecodeRequest, Generated, GenerationSettings, audio_states, decode
 from mumu.modeling import MediaFeatures, MuMuModel
 from mumu.streaming import Cancelled
 
@@ -64,12 +69,14 @@ class TurnInProgress(RuntimeError):
 
 
 class Limits(Protocol):
-    """How long a window stays open, how large a batch and queue may grow, and whether rows are batched at all."""
+    """How long a window stays open, how large a batch and queue may grow, whether rows are batched at all, and
+    whether waiting rows may join a running batch (`WindowQueue.join`)."""
 
     window_s: float
     max_batch: int
     max_queue: int
     batching: bool
+    continuous: bool
 
 
 @dataclass(kw_only=True)
@@ -94,7 +101,8 @@ class WindowQueue(Generic[R]):
     """Rows collected for a window and served in batches by one worker thread, first come, first served.
 
     `run_batch(rows)` serves rows as one batch under `lock`: it hands each row its result (`result` or `error`) and sets
-    its `finished`, or raises when the batch fails as a whole (its unfinished rows are then retried one by one).
+    its `finished`, or raises when the batch fails as a whole (its unfinished rows are then retried one by one). While
+    it runs it may take the rows that arrive meanwhile into the batch (`join`).
     `bounded`: refuse rows with Busy while `max_queue` wait already.
     """
 
@@ -105,6 +113,7 @@ class WindowQueue(Generic[R]):
         self._queue: collections.deque[R] = collections.deque()
         self._cond = threading.Condition()
         self._worker: threading.Thread | None = None
+        self._serving: list[R] | None = None  # the batch run_batch serves now, while rows may join it
 
     @property
     def waiting(self) -> int:
@@ -139,12 +148,31 @@ class WindowQueue(Generic[R]):
                 self._worker.start()
             self._cond.notify_all()
 
+    def join(self, batch: list[R], decoding: int) -> list[R]:
+        """The rows waiting now that join the running `batch`: of its key, while fewer than max_batch rows decode.
+
+        They are taken off the queue and added to `batch` (so a failure of the batch retries them with it); rows
+        stopped meanwhile end as Cancelled. None join with continuous batching off, nor while rows are served one by
+        one (batching off, or the retry of a failed batch).
+        """
+        if not self.limits.continuous or batch is not self._serving:
+            return []
+        with self._cond:
+            rows = [row for row in self._queue if row.key == batch[0].key][: self.limits.max_batch - decoding]
+            for row in rows:
+                self._queue.remove(row)
+        live = self._live(rows)
+        batch.extend(live)
+        return live
+
     def _serve(self) -> None:
         while batch := self._next_batch():
+            live = self._live(batch)
             try:
-                self._serve_batch(batch)
+                if live:
+                    self._serve_batch(live)
             finally:
-                for row in batch:  # never leave a caller waiting, whatever happened
+                for row in live:  # never leave a caller waiting, whatever happened (rows that joined included)
                     if row.result is None and row.error is None:
                         row.error = RuntimeError(f"the {self.name} scheduler failed before this row was served")
                     row.finished.set()
@@ -171,20 +199,30 @@ class WindowQueue(Generic[R]):
                 self._queue.remove(row)
             return rows
 
-    def _serve_batch(self, batch: list[R]) -> None:
-        for row in batch:
+    @staticmethod
+    def _live(rows: list[R]) -> list[R]:
+        """The rows not stopped; the stopped ones end here as Cancelled."""
+        for row in rows:
             if row.stopped():
                 row.error = Cancelled("the turn was stopped")
-        live = [row for row in batch if row.error is None]
-        if len(live) == 1:
-            self._alone(live[0])
-        elif live:
-            try:
-                self._run(live)
-            except Exception:  # noqa: BLE001 -- a row broke the batch: served one by one, only that row fails
-                for row in live:
-                    if not row.finished.is_set():  # rows that ended before the failure have their result already
-                        self._alone(row)
+                row.finished.set()
+        return [row for row in rows if row.error is None]
+
+    def _serve_batch(self, live: list[R]) -> None:
+        self._serving = live
+        try:
+            self._run(live)
+        except Exception as e:  # noqa: BLE001 -- a row broke the batch: served one by one, only that row fails
+            self._serving = None
+            for row in live:
+                if row.finished.is_set():  # it ended before the failure: it has its result already
+                    continue
+                if len(live) == 1:  # a row served alone fails alone (raised in the caller's thread by submit)
+                    row.result, row.error = None, e
+                else:
+                    self._alone(row)
+        finally:
+            self._serving = None
 
     def _alone(self, row: R) -> None:
         try:
@@ -207,7 +245,7 @@ class _TextRow(Request):
     seen: int = 0  # tokens decoded in the current attempt
     delivered: int = 0  # tokens handed to on_token over all attempts
 
-    def on_row_token(self, row: int, token: int) -> None:
+    def on_row_token(self, token: int) -> None:
         # A row retried alone after its batch failed decodes the same tokens again: its stream goes on where it was.
         self.seen += 1
         if self.seen > self.delivered and self.on_token is not None:
@@ -227,10 +265,10 @@ class TurnScheduler:
     """Batches concurrent turns' text generation, then their music, on one model (see the module docstring)."""
 
     def __init__(self, model: MuMuModel, lock: threading.RLock, window_s: float, max_batch: int,
-                 max_queue: int, batching: bool = True) -> None:
+                 max_queue: int, batching: bool = True, continuous: bool = True) -> None:
         self.model, self.lock = model, lock
         self.window_s, self.max_batch, self.max_queue = window_s, max_batch, max_queue
-        self.batching = batching
+        self.batching, self.continuous = batching, continuous
         self.text: WindowQueue[_TextRow] = WindowQueue("text", self, lock, self._decode)
         self.music: WindowQueue[_MusicRow] = WindowQueue("music", self, lock, self._make_music, bounded=False)
         self._in_flight: set[str] = set()
@@ -263,7 +301,8 @@ class TurnScheduler:
             Cancelled: `stop` was set (before or during decoding).
             Exception: whatever on_token raised for this row, or the row's own failure.
         """
-        return self.text.submit(_TextRow(key="text", prompt=prompt, media=media, settings=settings,
+        # Rows share a batch when they agree on the KV cache (the one setting a batch cannot mix).
+        return self.text.submit(_TextRow(key=settings.use_cache, prompt=prompt, media=media, settings=settings,
                                          on_token=on_token, stop=stop))
 
     def make_music(self, decoder: MusicDecoder, cond: Conditioning, settings: SamplingSettings,
@@ -279,13 +318,13 @@ class TurnScheduler:
                                            cond=cond, settings=settings, source=source, stop=stop))
 
     def _decode(self, rows: list[_TextRow]) -> None:
-        media = MediaFeatures(**{m: [getattr(row.media, m)[0] if getattr(row.media, m) else None for row in rows]
-                                 for m in MODALITIES})
-        for row in rows:
-            row.seen = 0
-        generate(self.model, [row.prompt for row in rows], media, [row.settings for row in rows],
-                 on_token=lambda b, token: rows[b].on_row_token(b, token),
-                 on_done=lambda b, result: self._finish(rows[b], result))
+        """Decode the rows as one batch; the rows waiting meanwhile join it at the next step (continuous batching)."""
+        decode(self.model, [self._request(row) for row in rows],
+               join=lambda decoding: [self._request(row) for row in self.text.join(rows, decoding)])
+
+    def _request(self, row: _TextRow) -> DecodeRequest:
+        row.seen = 0
+        return DecodeRequest(row.prompt, row.media, row.settings, row.on_row_token, partial(self._finish, row))
 
     def _finish(self, row: _TextRow, result: Generated) -> None:
         """Hand a row its reply as soon as it ends (its caller goes on while the batch's other rows decode)."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mumu.decoding import GenerationSettings, generate
+from mumu.decoding import DecodeRequest, GenerationSettings, decode, generate
+from mumu.modeling import MediaFeatures
 from tests.mumu.conftest import make_model, media_for, open_gates, prompt_ids
 
 
@@ -82,8 +83,6 @@ def test_batched_left_padded_generation_matches_single_rows(model):
     media = media_for(model, seed=3, rows=2)
     batch = generate(model, [short, long], media, GenerationSettings(max_new_tokens=10, music="always"))
     for i, prompt in enumerate([short, long]):
-        from mumu.modeling import MediaFeatures
-
         row_media = MediaFeatures(music=[media.music[i]], image=[media.image[i]], video=[media.video[i]])
         single = generate(model, [prompt], row_media, GenerationSettings(max_new_tokens=10, music="always"))[0]
         assert batch[i].token_ids == single.token_ids
@@ -120,3 +119,51 @@ def test_rows_keep_their_own_settings_generators_and_errors(model):
     assert failed[1].error is None and failed[1].token_ids == batch[1].token_ids
     with pytest.raises(ValueError, match="got 1 settings for 2 prompts"):
         generate(model, [a, b], None, [greedy])
+
+
+def _recorded_forwards(model):
+    """(rows, columns) of every LLM forward from now on (columns 1: a decoding step, more: a prefill)."""
+    shapes = []
+    model.llm.get_input_embeddings().register_forward_hook(lambda m, args, out: shapes.append(tuple(out.shape[:2])))
+    return shapes
+
+
+def test_rows_that_join_and_leave_a_running_batch_get_their_results_alone(model):
+    open_gates(model, 0.5)
+    media = media_for(model, seed=4, rows=2)
+    with_media = MediaFeatures(music=media.music[:1], image=media.image[:1], video=media.video[:1])
+    requests = [
+        DecodeRequest(prompt_ids(model, "calm piano"), None, GenerationSettings(max_new_tokens=12, music="never")),
+        DecodeRequest(prompt_ids(model, "Describe the music in detail including instruments"), with_media,
+                      GenerationSettings(max_new_tokens=10, temperature=1.0, top_p=0.9, seed=5, music="always")),
+        DecodeRequest(prompt_ids(model, "hi"), None, GenerationSettings(max_new_tokens=2, music="never")),
+    ]
+    alone = [decode(model, [request])[0].token_ids for request in requests]
+    shapes = _recorded_forwards(model)
+    asked = []
+
+    def join(decoding):
+        asked.append(decoding)
+        return requests[1:] if len(asked) == 3 else []  # both join before the fourth step
+
+    together = decode(model, requests[:1], join=join)
+    assert [r.token_ids for r in together] == alone
+    # Row r joins at step j and decodes its n tokens at steps j .. j+n-1 (its prefill at j): the forwards expected
+    # when every row leaves right after its last token. The first row runs alone for three steps.
+    joined = [1, 4, 4]
+    expected = []
+    for step in range(1, max(j + len(a) for j, a in zip(joined, alone, strict=True))):
+        running = [r for r, j in enumerate(joined) if j < step < j + len(alone[r])]
+        starting = [r for r, j in enumerate(joined) if j == step]
+        expected += [(len(running), 1)] if running else []
+        expected += [(len(starting), max(len(requests[r].prompt) for r in starting))] if starting else []
+    assert shapes == expected
+    assert 1 < len(alone[2]) < len(alone[1]) < len(alone[0])  # so the batch shrinks twice: rows left one by one
+    assert asked[:4] == [1, 1, 1, 3]
+
+
+def test_rows_of_a_batch_share_the_kv_cache_setting(model):
+    cached = DecodeRequest(prompt_ids(model), None, GenerationSettings(max_new_tokens=4))
+    uncached = DecodeRequest(prompt_ids(model), None, GenerationSettings(max_new_tokens=4, use_cache=False))
+    with pytest.raises(ValueError, match="use_cache must be the same for every row of a batch"):
+        decode(model, [cached], join=lambda decoding: [uncached])

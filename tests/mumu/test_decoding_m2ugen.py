@@ -6,36 +6,40 @@ import pytest
 import torch
 
 from mumu.config import PipelineConfig
-from mumu.decoding import GenerationSettings, _m2ugen_stop, _result, _Rows
+from mumu.decoding import DecodeRequest, _m2ugen_stop, _result, _Row
 from tests.mumu.conftest import make_model
 
 
-def _feed(model, rows: _Rows, tokens: list[int]) -> None:
-    hidden = torch.zeros(1, model.config.adapter.llm_width)
+def _row(model) -> _Row:
+    return _Row(model, DecodeRequest([model.ids.eos]), _m2ugen_stop(model))
+
+
+def _feed(model, row: _Row, tokens: list[int]) -> None:
+    hidden = torch.zeros(model.config.adapter.llm_width)
     for token in tokens:
-        if rows.done[0]:
+        if row.done:
             break
-        rows.advance(torch.tensor([token]), hidden)
+        row.advance(token, hidden)
 
 
 def test_stops_at_newline_hashes_and_keeps_the_first_line():
     model = make_model(pipeline__stop_rule="m2ugen")
     tokenizer = model.tokenizer
     reply = tokenizer("A calm piano piece\n### Instruction: more", add_special_tokens=False).input_ids
-    rows = _Rows([GenerationSettings()], list(model.ids.audio), model.ids.eos, _m2ugen_stop(model))
-    _feed(model, rows, reply)
-    assert rows.done[0]
-    assert len(rows.tokens[0]) < len(reply)  # stopped at "\n###", before the rest
-    assert _result(model, rows, 0).text == "A calm piano piece"
+    row = _row(model)
+    _feed(model, row, reply)
+    assert row.done
+    assert len(row.tokens) < len(reply)  # stopped at "\n###", before the rest
+    assert _result(model, row).text == "A calm piano piece"
 
 
 def test_stops_after_the_last_audio_token_without_eos():
     model = make_model(pipeline__stop_rule="m2ugen")
     words = model.tokenizer("Here is a music", add_special_tokens=False).input_ids
-    rows = _Rows([GenerationSettings()], list(model.ids.audio), model.ids.eos, _m2ugen_stop(model))
-    _feed(model, rows, [*words, *model.ids.audio, *words])
-    assert rows.done[0] and rows.tokens[0] == [*words, *model.ids.audio]
-    assert _result(model, rows, 0).audio_hidden.shape == (8, model.config.adapter.llm_width)
+    row = _row(model)
+    _feed(model, row, [*words, *model.ids.audio, *words])
+    assert row.done and row.tokens == [*words, *model.ids.audio]
+    assert _result(model, row).audio_hidden.shape == (8, model.config.adapter.llm_width)
 
 
 def test_unknown_stop_rule_is_rejected_when_the_config_is_made():

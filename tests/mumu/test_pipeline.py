@@ -39,13 +39,13 @@ def _spy_prompts(pipeline, monkeypatch):
     import mumu.scheduler as module
 
     seen = []
-    real = module.generate
+    real = module.decode
 
-    def spy(model, prompts, media=None, settings=None, **callbacks):
-        seen.append((prompts[0], media))
-        return real(model, prompts, media, settings, **callbacks)
+    def spy(model, requests, join=None):
+        seen.append((requests[0].prompt, requests[0].media))
+        return real(model, requests, join)
 
-    monkeypatch.setattr(module, "generate", spy)
+    monkeypatch.setattr(module, "decode", spy)
     return seen
 
 
@@ -209,7 +209,7 @@ def test_stream_reraises_worker_errors_in_the_caller(pipeline, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("decoder exploded")
 
-    monkeypatch.setattr(module, "generate", broken)
+    monkeypatch.setattr(module, "decode", broken)
     with pytest.raises(RuntimeError, match="decoder exploded"):
         list(pipeline.stream(pipeline.new_conversation(), "hi", options=_options()))
     with pytest.raises(ValueError, match="the message is empty"):

@@ -17,7 +17,7 @@ from mumu.modeling import MediaFeatures
 from mumu.pipeline import ChatOptions, MuMuPipeline
 from mumu.scheduler import Busy, TurnInProgress
 from mumu.streaming import Cancelled
-from tests.mumu.conftest import open_gates, prompt_ids
+from tests.mumu.conftest import media_for, open_gates, prompt_ids
 
 SR = 24000
 
@@ -337,3 +337,87 @@ def test_a_music_batch_that_fails_is_retried_row_by_row(pipeline, media, monkeyp
     assert list(pipeline.scheduler.music.batch_sizes)[3:] == [3, 1, 1, 1]
     for a, t in zip(alone, together, strict=True):
         _same(a, t)
+
+
+def _forwards(model):
+    """(rows, columns) of every LLM forward from now on (columns 1: a decoding step, more: a prefill or a recompute)."""
+    shapes = []
+    handle = model.llm.get_input_embeddings().register_forward_hook(
+        lambda m, args, out: shapes.append(tuple(out.shape[:2])))
+    return shapes, handle
+
+
+def _join_at_the_fourth_step(pipeline, fail_when_batched=False, continuous=True):
+    """A greedy turn, and a seeded turn with media sent once the first has its third token: (the two turns, their
+    tokens alone, their results together, their streamed tokens, the LLM forwards' shapes while together)."""
+    model, scheduler = pipeline.model, pipeline.scheduler
+    none = MediaFeatures(music=[None], image=[None], video=[None])
+    turns = [(prompt_ids(model, "tell me more"), none, GenerationSettings(max_new_tokens=12, music="never")),
+             (prompt_ids(model, "Describe the mood of a rainy afternoon"), media_for(model, seed=6, video=False),
+              GenerationSettings(max_new_tokens=10, temperature=1.0, top_p=0.9, seed=4, music="never"))]
+    alone = [scheduler.submit(*turn).token_ids for turn in turns]
+    assert scheduler.submit(turns[1][0], none, turns[1][2]).token_ids != alone[1]  # the media change the reply
+    scheduler.window_s, scheduler.max_batch, scheduler.continuous = 0.0, 4, continuous
+    shapes, handle = _forwards(model)
+    sent, results, streamed = threading.Event(), {}, [[], []]
+
+    def on_first_token(row, token):
+        streamed[0].append(token)
+        if len(shapes) == 3:  # the first turn's third token: hold its batch until the second turn waits
+            sent.set()
+            _until(lambda: scheduler.text.waiting == 1)
+
+    def later():
+        sent.wait(60)
+        results[1] = scheduler.submit(*turns[1], on_token=lambda row, token: streamed[1].append(token))
+
+    def fail(module, args, out):
+        if fail_when_batched and out.shape[0] == 2:
+            raise RuntimeError("out of memory (simulated)")
+
+    thread = threading.Thread(target=later)
+    failing = model.llm.get_output_embeddings().register_forward_hook(fail)
+    thread.start()
+    try:
+        results[0] = scheduler.submit(*turns[0], on_token=on_first_token)
+        thread.join(timeout=60)
+    finally:
+        handle.remove()
+        failing.remove()
+    return turns, alone, results, streamed, shapes
+
+
+def test_a_turn_sent_while_another_decodes_joins_its_batch_and_gets_its_result_alone(pipeline):
+    turns, alone, results, streamed, shapes = _join_at_the_fourth_step(pipeline)
+    assert [results[0].token_ids, results[1].token_ids] == alone == streamed
+    assert list(pipeline.scheduler.text.batch_sizes)[3:] == [1]  # no second batch: the second turn joined the first
+    assert shapes[:6] == [(1, len(turns[0][0])), (1, 1), (1, 1), (1, 1), (1, len(turns[1][0])), (2, 1)]
+
+
+def test_a_batch_that_fails_after_a_turn_joined_it_retries_that_turn_too(pipeline):
+    _, alone, results, streamed, shapes = _join_at_the_fourth_step(pipeline, fail_when_batched=True)
+    assert shapes[5] == (2, 1)  # the first forward of the two rows together failed
+    assert [results[0].token_ids, results[1].token_ids] == alone == streamed  # each token streamed exactly once
+    assert list(pipeline.scheduler.text.batch_sizes)[3:] == [1, 1, 1]  # the batch, then each of its rows alone
+
+
+def test_with_continuous_batching_off_a_turn_sent_during_a_batch_waits_for_the_next_one(pipeline):
+    _, alone, results, streamed, shapes = _join_at_the_fourth_step(pipeline, continuous=False)
+    assert [results[0].token_ids, results[1].token_ids] == alone == streamed
+    assert list(pipeline.scheduler.text.batch_sizes)[3:] == [1, 1] and all(rows == 1 for rows, _ in shapes)
+
+
+def test_rows_leave_the_batch_as_they_end_and_a_stop_leaves_the_others_intact(pipeline, media):
+    turns = _turns(media)
+    alone = [_run(pipeline, turn) for turn in turns]
+    shapes, handle = _forwards(pipeline.model)
+    try:
+        together = _concurrently(pipeline, turns, {0: {"stop_after": 2}})
+    finally:
+        handle.remove()
+    assert isinstance(together[0][0], Cancelled)
+    for a, t in zip(alone[1:], together[1:], strict=True):
+        _same(a, t)
+    steps = [rows for rows, columns in shapes if columns == 1]  # the decoding steps' batch sizes
+    assert steps[0] == 4 and steps[-1] == 1 and steps == sorted(steps, reverse=True)  # each row left as it ended
+    assert len(steps) == 14 - 1  # the batch ended with its longest row (14 tokens: a prefill, then 13 steps)
