@@ -248,9 +248,11 @@ def test_a_gpu_loads_the_weights_in_bf16(trained, tmp_path, monkeypatch):
     assert {p.dtype for m in pipeline.decoder.components.values() for p in m.parameters()} == {torch.bfloat16}
     saved = load_file(str(trained / "model.safetensors"))
     loaded = pipeline.model.trained_state_dict()
-    # LoRA, adapters, gates, prefixes, projector and [AUD] rows stay fp32; the LLM's trained norms are its own bf16.
+    # LoRA, adapters (and their feature statistics), gates, prefixes, projector and [AUD] rows stay fp32; the LLM's
+    # trained norms are its own bf16; the statistics' vector counts are integers.
     llm_norms = {k for k in loaded if k.startswith("llm.") and "norm" in k}
-    assert {k for k, v in loaded.items() if v.dtype != torch.float32} == llm_norms
+    counts = {k for k in loaded if k.startswith("standardizers.") and k.endswith(".count")}
+    assert {k for k, v in loaded.items() if v.dtype != torch.float32} == llm_norms | counts
     assert all(torch.equal(v, saved[k].to(v.dtype)) for k, v in loaded.items())
     assert reply.text is not None
 
