@@ -16,7 +16,7 @@ from mumu.builder import FrozenEncoders, build_encoders, build_model
 from mumu.checkpoint import from_pretrained, resolve_checkpoint
 from mumu.config import MuMuConfig
 from mumu.data.dataset import TrainingSet, split_records
-from mumu.data.features import FeatureStore, fill, fingerprint, media_keys
+from mumu.data.features import FeatureStore, fill, fingerprint, media_keys, needed_keys
 from mumu.data.records import DATA_KINDS, Record, parse_data_arg, read_all
 from mumu.modeling import MuMuModel
 from mumu.profiles import PROFILES, get_profile
@@ -139,12 +139,9 @@ def _fit_standardizers(model: MuMuModel, store: FeatureStore, records: list[Reco
                        keys: dict[Path, str]) -> dict[str, tuple[int, int]]:
     """Fit the model's unfitted feature statistics on the training records' media (each file once); returns
     modality -> (files, feature vectors) of those fitted."""
-    if not any(not s.fitted for s in model.standardizers.values()):
-        return {}
-    files: dict[str, dict[str, None]] = {}  # modality -> store keys, in record order without repeats
-    for record in records:
-        for modality, rel in record.media.items():
-            files.setdefault(modality, {})[keys[media_root / rel]] = None
+    files: dict[str, list[str]] = {}  # modality -> store keys, in record order
+    for key, (modality, _) in needed_keys(records, media_root, keys)[0].items():
+        files.setdefault(modality, []).append(key)
     fitted = model.fit_standardizers({m: (store.get(k)["features"] for k in ks) for m, ks in files.items()})
     return {m: (len(files[m]), vectors) for m, vectors in fitted.items()}
 
