@@ -66,7 +66,7 @@ class Scale:
 
 
 FULL = Scale(train=200, held_out=60, stage1_steps=300, stage3_steps=600, stage2_steps=400, captions=360)
-QUICK = Scale(train=40, held_out=20, stage1_steps=80, stage3_steps=80, stage2_steps=150, captions=160)
+QUICK = Scale(train=40, held_out=20, stage1_steps=80, stage3_steps=80, stage2_steps=300, captions=160)
 
 
 # Data --------------------------------------------------------------------------------------------------------

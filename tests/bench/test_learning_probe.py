@@ -44,6 +44,6 @@ def test_quick_suite_learns_from_the_media(tmp_path):
         assert rows[name]["probe"] >= 0.9, rows[name]
         own, other = rows[name]["stage1-3"]
         assert own >= 0.85 and abs(other - 0.5) <= 0.2, rows[name]
-    # stage 2 learns: 150 steps of 16 lower the held-out MSE about 3x (200 steps: 3.5x measured)
+    # stage 2 learns: 300 steps of 16 at the tiny lr 3e-3 lower the held-out MSE 3.9x (measured; 150 gave 1.9x)
     before, after = results["stage2_mse"]
     assert before / after >= 2, results["stage2_mse"]
