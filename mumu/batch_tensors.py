@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from transformers import DynamicCache
 
 from mumu.injection import ModalityInput
+from mumu.prefix_cache import KeyValues, Reused
 
 
 @dataclass
@@ -31,17 +32,37 @@ class BatchTensors:
 
     @classmethod
     def prompts(cls, prompts: list[list[int]], pad: int, device: torch.device, use_cache: bool,
-                inputs: dict[str, ModalityInput | None]) -> BatchTensors:
-        """Prompts left-padded, with an empty cache (the first forward feeds every column)."""
+                inputs: dict[str, ModalityInput | None], reused: list[Reused | None] | None = None) -> BatchTensors:
+        """Prompts left-padded, with a cache of the columns reused from the prefix cache (the first forward feeds
+        the rest).
+
+        reused: per row, the keys and values of its first tokens (mumu.prefix_cache), or None. The reused columns
+        of every row end at one column and the rest of every row ends at the last one, each part left-padded, so a
+        row with both parts and shorter ones than the longest has masked padding between them.
+        """
         if not prompts or any(len(p) == 0 for p in prompts):
             raise ValueError("every prompt needs at least one token")
-        length = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), length), pad, dtype=torch.long, device=device)
+        lengths = [0 if r is None else r.length for r in (reused or [None] * len(prompts))]
+        cached = max(lengths)
+        fed = max(len(p) - n for p, n in zip(prompts, lengths, strict=True))
+        ids = torch.full((len(prompts), cached + fed), pad, dtype=torch.long, device=device)
         mask = torch.zeros_like(ids)
-        for i, p in enumerate(prompts):
-            ids[i, length - len(p):] = torch.tensor(p, device=device)
-            mask[i, length - len(p):] = 1
-        return cls(ids, mask, DynamicCache() if use_cache else None, inputs)
+        for i, (p, n) in enumerate(zip(prompts, lengths, strict=True)):
+            ids[i, cached - n : cached] = torch.tensor(p[:n], dtype=torch.long, device=device)
+            ids[i, cached + fed - (len(p) - n) :] = torch.tensor(p[n:], device=device)
+            mask[i, cached - n : cached] = 1
+            mask[i, cached + fed - (len(p) - n) :] = 1
+        cache = DynamicCache() if use_cache else None
+        if cached:
+            cache = _reused_cache(reused, cached)
+        return cls(ids, mask, cache, inputs)
+
+    def row_sequence(self, row: int) -> tuple[list[int], KeyValues]:
+        """One row's tokens in the cache (padding left out) and copies of their keys and values."""
+        columns = self.mask[row, : self.ids.shape[1] - 1].nonzero()[:, 0]
+        kv = [(layer.keys[row].index_select(1, columns), layer.values[row].index_select(1, columns))
+              for layer in self.cache.layers]
+        return self.ids[row, columns].tolist(), kv
 
     @property
     def positions(self) -> torch.Tensor:
@@ -80,6 +101,19 @@ class BatchTensors:
         inputs = {m: None if x is None else ModalityInput(x.tokens[index], x.present[index])
                   for m, x in self.inputs.items()}
         return BatchTensors(self.ids[index, start:], mask[:, start:], cache, inputs)
+
+
+def _reused_cache(reused: list[Reused | None], length: int) -> DynamicCache:
+    """The rows' reused keys and values, each left-padded to `length` columns (zeros for rows that reuse none); each
+    layer stays on its own device (a model split over several)."""
+    like = next(r for r in reused if r is not None).kv
+
+    def rows(layer: int, part: int) -> torch.Tensor:
+        empty = like[layer][part][:, :0]
+        return torch.stack([_pad_left(empty if r is None else r.kv[layer][part], length, 0)
+                            for r in reused])
+
+    return DynamicCache([(rows(layer, 0), rows(layer, 1)) for layer in range(len(like))])
 
 
 def _pad_left(x: torch.Tensor, length: int, value: float) -> torch.Tensor:

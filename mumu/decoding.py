@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
@@ -14,6 +14,7 @@ from choices import check_choice, options
 from mumu.batch_tensors import BatchTensors
 from mumu.config import MODALITIES
 from mumu.modeling import MediaFeatures, MuMuModel, module_outputs
+from mumu.prefix_cache import PrefixCache, media_key
 
 MusicMode = Literal["auto", "always", "never"]
 MUSIC_MODES = options(MusicMode)
@@ -71,6 +72,7 @@ class _Row:
         seed = self.settings.seed
         self.rng = None if seed is None else torch.Generator(device=model.device).manual_seed(seed)
         self.next_audio = 0
+        self.prefix_key: Hashable = None  # what the row's keys and values depend on besides its tokens
         self.done = False
         self.error: Exception | None = None
         self.tokens: list[int] = []
@@ -138,10 +140,16 @@ class _Row:
 
 class _Batch:
     """The rows decoding together: rows join at a step (prefilled as one left-padded group, then merged into the
-    batch's tensors) and leave as soon as they end (their rows selected out of every tensor)."""
+    batch's tensors) and leave as soon as they end (their rows selected out of every tensor).
 
-    def __init__(self, model: MuMuModel, use_cache: bool) -> None:
+    With a prefix cache, a joining row's prefill feeds only what follows the longest prefix of its prompt held there,
+    and each row's keys and values are stored when it has been prefilled and again when it ends (prompt and reply,
+    for the conversation's next turn).
+    """
+
+    def __init__(self, model: MuMuModel, use_cache: bool, prefix_cache: PrefixCache | None) -> None:
         self.model, self.use_cache = model, use_cache
+        self.prefix_cache = prefix_cache if use_cache else None
         self.rows: list[_Row] = []
         self.tensors: BatchTensors | None = None
         self._injection = ExitStack()
@@ -187,13 +195,19 @@ class _Batch:
 
     def _prompts(self, rows: list[_Row]) -> BatchTensors:
         media = MediaFeatures(**{m: [_item(row.request.media, m) for row in rows] for m in MODALITIES})
+        inputs = self.model.modality_inputs(media, len(rows))
+        reused = None
+        if self.prefix_cache is not None:
+            for b, row in enumerate(rows):
+                row.prefix_key = media_key(inputs, b)
+            reused = [self.prefix_cache.lookup(row.request.prompt, row.prefix_key) for row in rows]
         return BatchTensors.prompts([row.request.prompt for row in rows], self.model.ids.pad, self.model.device,
-                                    self.use_cache, self.model.modality_inputs(media, len(rows)))
+                                    self.use_cache, inputs, reused)
 
     def _next_tokens(self, rows: list[_Row], tensors: BatchTensors, prefill: bool) -> BatchTensors:
-        """One forward over the rows (all columns on a prefill or without the cache, else the last one); each row
-        takes its token, and the rows that ended are reported."""
-        start = 0 if prefill or not self.use_cache else tensors.ids.shape[1] - 1
+        """One forward over the columns not in the cache (without a cache, all of them); each row takes its token,
+        and the rows that ended are reported."""
+        start = 0 if tensors.cache is None else tensors.cache.get_seq_length()
         out = self.model.llm(
             input_ids=tensors.ids[:, start:], attention_mask=tensors.mask,
             position_ids=tensors.positions[:, start:], past_key_values=tensors.cache, use_cache=self.use_cache,
@@ -202,10 +216,14 @@ class _Batch:
         logits, hidden = out.logits[:, -1].float(), self._hidden[-1][:, -1]
         self._hidden.clear()  # with the states of any forward an on_done callback ran (decoding.audio_states)
         fed = [row.take(logits[b], hidden[b]) for b, row in enumerate(rows)]
+        tensors = tensors.extended(torch.tensor(fed, device=tensors.ids.device))
+        for b, row in enumerate(rows):
+            if self.prefix_cache is not None and (prefill or not row.active()):
+                self.prefix_cache.store(*tensors.row_sequence(b), key=row.prefix_key)
         for row in rows:
             if not row.active():
                 self._report(row)
-        return tensors.extended(torch.tensor(fed, device=tensors.ids.device))
+        return tensors
 
     def _report(self, row: _Row) -> None:
         if row.request.on_done is not None:
@@ -213,19 +231,21 @@ class _Batch:
 
 
 @torch.no_grad()
-def decode(model: MuMuModel, requests: list[DecodeRequest],
-           join: Callable[[int], list[DecodeRequest]] | None = None) -> list[Generated]:
+def decode(model: MuMuModel, requests: list[DecodeRequest], join: Callable[[int], list[DecodeRequest]] | None = None,
+           prefix_cache: PrefixCache | None = None) -> list[Generated]:
     """Continue the requests' prompts as one left-padded batch with the KV cache, rows joining and leaving it.
 
     A row leaves the batch as soon as it ends (EOS, its stop rule, its token budget or a failing on_token).
     join(rows): asked before every step after the first, with the number of rows decoding; the requests it returns
     join the batch at that step. Decoding ends when no row is left. Returns every row's result in the order the rows
     came (the requests, then those join gave).
+    prefix_cache: where prompts find the keys and values of sequences decoded before, and where this batch's rows
+    are kept (mumu.prefix_cache).
     """
     if not requests:
         raise ValueError("nothing to decode: no prompts")
     stop_text = _m2ugen_stop(model) if model.config.pipeline.stop_rule == "m2ugen" else None
-    batch = _Batch(model, requests[0].settings.use_cache)
+    batch = _Batch(model, requests[0].settings.use_cache, prefix_cache)
     rows: list[_Row] = []
     with batch.running():
         while True:

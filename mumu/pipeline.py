@@ -38,6 +38,7 @@ from mumu.decoder_pool import DecoderPool, MusicPlan, build_seeded_decoder
 from mumu.decoding import Generated, GenerationSettings, MusicMode
 from mumu.feature_cache import FeatureCache, encode_file, file_digest
 from mumu.modeling import MediaFeatures, MuMuModel
+from mumu.prefix_cache import PrefixCache
 from mumu.profiles import get_profile
 from mumu.projector import check_streams
 from mumu.prompting import Message, fit_context
@@ -108,7 +109,9 @@ class MuMuPipeline:
         self._lock = threading.RLock()
         cfg = self.config.pipeline
         self.scheduler = TurnScheduler(model, self._lock, cfg.batch_window_ms / 1000, cfg.max_batch, cfg.max_queue,
-                                       continuous=cfg.continuous_batching)
+                                       continuous=cfg.continuous_batching,
+                                       prefix_cache=PrefixCache(int(cfg.prefix_cache_mb * 2**20))
+                                       if cfg.prefix_cache_mb else None)
         self._byte_tokens = byte_fallback_tokens(model.tokenizer)
 
     @classmethod

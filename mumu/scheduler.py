@@ -12,6 +12,8 @@ decodes joins it at the next step (prefilled by a forward of its own, its KV cac
 while fewer than `max_batch` rows decode), and a row leaves the batch as soon as it ends, its reply going back to
 its caller at once. With `continuous` off (pipeline.continuous_batching) rows arriving during a batch wait for the
 next one.
+With a prefix cache (mumu.prefix_cache, pipeline.prefix_cache_mb) a row's prefill feeds only what follows the longest
+prefix of its prompt kept from earlier rows (the template's preamble, its conversation's earlier turns).
 
 Music: rows share a batch when they use the same decoder with the same mode and settings but the seed
 (generation.registry.batch_key: MusicGen new music from embeddings or a caption, MusicGen-Melody from embeddings;
@@ -54,6 +56,7 @@ from generation.interface import Conditioning, DecodedAudio, EditSource, MusicDe
 from generation.registry import batch_key
 from mumu.decoding import DecodeRequest, Generated, GenerationSettings, audio_states, decode
 from mumu.modeling import MediaFeatures, MuMuModel
+from mumu.prefix_cache import PrefixCache
 from mumu.streaming import Cancelled
 
 TokenCallback = Callable[[int, int], None]
@@ -265,8 +268,9 @@ class TurnScheduler:
     """Batches concurrent turns' text generation, then their music, on one model (see the module docstring)."""
 
     def __init__(self, model: MuMuModel, lock: threading.RLock, window_s: float, max_batch: int,
-                 max_queue: int, batching: bool = True, continuous: bool = True) -> None:
-        self.model, self.lock = model, lock
+                 max_queue: int, batching: bool = True, continuous: bool = True,
+                 prefix_cache: PrefixCache | None = None) -> None:
+        self.model, self.lock, self.prefix_cache = model, lock, prefix_cache
         self.window_s, self.max_batch, self.max_queue = window_s, max_batch, max_queue
         self.batching, self.continuous = batching, continuous
         self.text: WindowQueue[_TextRow] = WindowQueue("text", self, lock, self._decode)
@@ -320,7 +324,8 @@ class TurnScheduler:
     def _decode(self, rows: list[_TextRow]) -> None:
         """Decode the rows as one batch; the rows waiting meanwhile join it at the next step (continuous batching)."""
         decode(self.model, [self._request(row) for row in rows],
-               join=lambda decoding: [self._request(row) for row in self.text.join(rows, decoding)])
+               join=lambda decoding: [self._request(row) for row in self.text.join(rows, decoding)],
+               prefix_cache=self.prefix_cache)
 
     def _request(self, row: _TextRow) -> DecodeRequest:
         row.seen = 0

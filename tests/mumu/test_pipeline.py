@@ -41,9 +41,9 @@ def _spy_prompts(pipeline, monkeypatch):
     seen = []
     real = module.decode
 
-    def spy(model, requests, join=None):
+    def spy(model, requests, join=None, prefix_cache=None):
         seen.append((requests[0].prompt, requests[0].media))
-        return real(model, requests, join)
+        return real(model, requests, join, prefix_cache)
 
     monkeypatch.setattr(module, "decode", spy)
     return seen
