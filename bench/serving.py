@@ -100,7 +100,6 @@ def steady_state(pipeline: MuMuPipeline) -> None:
 
 def serial(pipeline: MuMuPipeline, k: int, options: Callable[[int], ChatOptions]) -> tuple[float, list, list[float]]:
     """The k turns one after another: total wall time, outputs, latencies."""
-    steady_state(pipeline)
     start = time.perf_counter()
     results = [turn(pipeline, i, options(i)) for i in range(k)]
     return time.perf_counter() - start, [r[0] for r in results], [r[1] for r in results]
@@ -116,7 +115,6 @@ def concurrent(pipeline: MuMuPipeline, k: int, options: Callable[[int], ChatOpti
         results[i] = turn(pipeline, i, options(i))
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(k)]
-    steady_state(pipeline)
     start = time.perf_counter()
     for t in threads:
         t.start()
@@ -140,6 +138,7 @@ def measure(pipeline: MuMuPipeline, k: int, options: Callable[[int], ChatOptions
     for _ in range(repeats):
         outputs = {}
         for name, run in (("serial", serial), ("concurrent", concurrent)):
+            steady_state(pipeline)
             wall, outputs[name], latencies = run(pipeline, k, options)
             best[name] = min(best[name], (wall, outputs[name], latencies), key=lambda r: r[0])
         identical &= _same(outputs["serial"], outputs["concurrent"])
@@ -157,6 +156,7 @@ def staggered(pipeline: MuMuPipeline, k: int, gap_s: float, tokens: int, repeats
     """k text turns arriving gap_s apart, with continuous batching (later turns join the running batch) and per
     window (they wait for the next batch), best of repeats, interleaved; outputs compared with the turns alone."""
     scheduler = pipeline.scheduler
+    steady_state(pipeline)
     alone = serial(pipeline, k, text_turn(tokens))[1]
     best = {True: (math.inf, []), False: (math.inf, [])}
     batches = {True: 0, False: 0}
@@ -164,6 +164,7 @@ def staggered(pipeline: MuMuPipeline, k: int, gap_s: float, tokens: int, repeats
     for _ in range(repeats):
         for continuous in (True, False):
             scheduler.continuous = continuous
+            steady_state(pipeline)
             before = len(scheduler.text.batch_sizes)
             wall, outputs, latencies = concurrent(pipeline, k, text_turn(tokens), gap_s)
             batches[continuous] = len(scheduler.text.batch_sizes) - before
