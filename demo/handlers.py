@@ -127,11 +127,13 @@ def edit_exactly(
 
 
 def score_clip(
-    pipeline: MuMuPipeline, video: str | None, music: str | None, prompt: str, hit_points: str, duck: float,
-    keep_original: bool, loudness: float, seed: float,
-) -> tuple[str, str, list[str], dict[str, Any], str]:
+    pipeline: MuMuPipeline, session: Session | None, video: str | None, music: str | None, prompt: str,
+    hit_points: str, duck: float, keep_original: bool, loudness: float, seed: float,
+) -> tuple[str, str, list[str], dict[str, Any], str, Session]:
     """The Score-a-video tab: fit an uploaded (or generated) track to the clip; returns the timeline picture, the
-    scored video, the downloads (cue sheets and stem), the report, and the hit points used (for editing)."""
+    scored video, the downloads (cue sheets and stem), the report, the hit points used (for editing) and the
+    session, whose folder holds the files (deleted with it when the session ends)."""
+    session = session or new_session(pipeline)
     if not video:
         raise gr.Error("upload a video to score")
     if not music and not (prompt or "").strip():
@@ -141,8 +143,8 @@ def score_clip(
                                  duck=DuckSettings(depth_db=float(duck)), keep_original_audio=bool(keep_original),
                                  loudness_lufs=float(loudness)).validate()
         track = music or compose_for_video(pipeline, video, prompt, int(seed))
-        # Each run writes into a folder of its own: nothing is shared between sessions.
-        out = pipeline.out_dir / f"score-{uuid.uuid4().hex[:12]}" / f"{Path(video).stem}-scored.mp4"
+        # Each run writes into a folder of its own in the session's: nothing is shared between sessions.
+        out = session.conversation.out_dir / f"score-{uuid.uuid4().hex[:12]}" / f"{Path(video).stem}-scored.mp4"
         result = score_video(video, track, out, settings, pipeline.config.limits)
     except (ValueError, OSError) as e:  # MediaError is a ValueError: bad input is the user's to fix
         raise gr.Error(str(e)) from e
@@ -151,5 +153,5 @@ def score_clip(
     report = result.report()
     used = ", ".join(f"{t:g}" for t in report["hit_points"]) or "none"
     files = [str(result.cue_json), str(result.cue_csv), str(result.stem)]
-    return str(picture), str(result.video), files, {"scores": report["scores"], "mix": report["mix"],
-                                                    "missed": report["music"]["after"]["missed"]}, used
+    summary = {"scores": report["scores"], "mix": report["mix"], "missed": report["music"]["after"]["missed"]}
+    return str(picture), str(result.video), files, summary, used, session

@@ -44,8 +44,9 @@ def _bound(handler: Callable[..., Any], pipeline: MuMuPipeline) -> Callable[...,
     return run
 
 
-def _score_tab(pipeline: MuMuPipeline) -> None:
-    """Upload a clip, upload or describe music, edit hit points and ducking; get the scored clip and its timeline."""
+def _score_tab(pipeline: MuMuPipeline, session: gr.State) -> None:
+    """Upload a clip, upload or describe music, edit hit points and ducking; get the scored clip and its timeline
+    (written in the session's folder, deleted with it)."""
     gr.Markdown("Music cut to the picture: downbeats on the scene cuts (or your hit points), the clip's exact "
                 "length with a musical ending, ducked under speech, levelled and muxed. No model is needed to fit "
                 "an uploaded track.")
@@ -73,8 +74,8 @@ def _score_tab(pipeline: MuMuPipeline) -> None:
     def score(*args: Any) -> Any:
         return score_clip(pipeline, *args)
 
-    run.click(on_gpu(score, SCORE_SECONDS), [clip, track, prompt, hits, duck, keep, loudness, seed],
-              [timeline, scored, files, report, hits], api_name="score_video", concurrency_limit=1)
+    run.click(on_gpu(score, SCORE_SECONDS), [session, clip, track, prompt, hits, duck, keep, loudness, seed],
+              [timeline, scored, files, report, hits, session], api_name="score_video", concurrency_limit=1)
 
 
 def build_demo(pipeline: MuMuPipeline, banner: str | None = None) -> gr.Blocks:
@@ -130,7 +131,7 @@ def build_demo(pipeline: MuMuPipeline, banner: str | None = None) -> gr.Blocks:
                 undo_button = gr.Button("Undo")
                 gr.ClearButton([chat, box, session], value="Clear")  # a cleared chat starts a new conversation
         with gr.Tab("Score a video"):
-            _score_tab(pipeline)
+            _score_tab(pipeline, session)
         # New controls go last, so API callers passing the earlier ones positionally keep working.
         controls = [music, duration, seed, random_seed, guidance, temperature, top_p, steps, edit, fit_video, decoder]
         outputs = [chat, box, session, edit]

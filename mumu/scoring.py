@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,7 +215,8 @@ def compose_for_video(pipeline: MuMuPipeline, video: str | Path, prompt: str, se
     It asks for as much as fitting may use (the clip slowed by the largest tempo change, plus the longest ending
     tail), so the track needs no looping; MusicGen makes lengths past its 30 s window by windowed continuation, up
     to the decoder's maximum, and fitting loops whole bars beyond that. The track comes back unfitted: the caller
-    fits it with its own settings.
+    fits it with its own settings. The turn's conversation is a throwaway one: its folder (the track's file) is
+    deleted once the track is read.
     """
     from generation.config import SamplingSettings
     from mumu.pipeline import ChatOptions
@@ -224,7 +226,11 @@ def compose_for_video(pipeline: MuMuPipeline, video: str | Path, prompt: str, se
     seconds = min(wanted, pipeline.config.decoder.max_duration)
     options = ChatOptions(music="always", fit_video=False,
                           sampling=SamplingSettings(duration=round(seconds, 3), seed=seed))
-    reply = pipeline.chat(pipeline.new_conversation(), prompt, video=video, options=options)
-    if reply.audio is None:
-        raise ValueError("the model made no music for this prompt")
-    return load_audio(reply.audio, RATE, pipeline.config.limits), RATE
+    conv = pipeline.new_conversation()
+    try:
+        reply = pipeline.chat(conv, prompt, video=video, options=options)
+        if reply.audio is None:
+            raise ValueError("the model made no music for this prompt")
+        return load_audio(reply.audio, RATE, pipeline.config.limits), RATE
+    finally:
+        shutil.rmtree(conv.out_dir, ignore_errors=True)

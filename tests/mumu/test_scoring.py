@@ -170,3 +170,15 @@ def test_chat_with_a_video_fits_the_track_to_it(clip, pipeline) -> None:
     assert reply.info["score"]["cuts"] == CUTS
     assert set(reply.info["score"]["scores"]) == {"before", "after"}
     assert video_duration(reply.video) == pytest.approx(video_duration(clip), abs=1e-6)
+
+
+def test_composing_for_a_clip_asks_for_what_fitting_may_use_and_leaves_no_files(clip, pipeline) -> None:
+    from media.fit_music import FitSettings
+    from mumu.scoring import RATE, compose_for_video
+
+    folders = set(pipeline.out_dir.glob("*"))
+    wave, rate = compose_for_video(pipeline, clip, "upbeat drums", seed=3)
+    fit = FitSettings()
+    wanted = min(6.0 * (1 + fit.max_tempo_change) + fit.tail[1], pipeline.config.decoder.max_duration)
+    assert rate == RATE and len(wave) / rate == pytest.approx(wanted, abs=0.05)
+    assert set(pipeline.out_dir.glob("*")) == folders  # the throwaway conversation's folder is gone
