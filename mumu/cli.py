@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
-
-import torch
 
 from generation.config import SamplingSettings
 from generation.registry import DECODER_KINDS
@@ -18,17 +15,17 @@ from media.edit_file import edit_file
 from media.edits import EditPlan, parse_trim
 from media.errors import MediaError
 from media.score_mix import DuckSettings
-from mumu.config import CONDITIONING_MODES, DEVICE_MAPS, QUANTIZE_MODES
+from mumu.config import CONDITIONING_MODES, QUANTIZE_MODES
 from mumu.decoding import MUSIC_MODES
 from mumu.eval import cli as evaluation
 from mumu.info import format_report, report
-from mumu.model_source import MODEL_ENV, LoadOptions, ModelChoice, choose_model, fitted, load_pipeline, peek_config
+from mumu.model_args import MODEL_HELP, add_model_args, choose_from_args
+from mumu.model_source import LoadOptions, ModelChoice, fitted, load_pipeline, peek_config
 from mumu.pipeline import ChatOptions, MuMuPipeline
 from mumu.profiles import PROFILES, get_profile
 from mumu.scoring import STEM_FORMATS, ScoreSettings, compose_for_video, parse_hit_points, score_video
 from mumu.training import run as training
 
-MODEL_HELP = "MuMu checkpoint directory, its Hub id, or a published M2UGen id"
 EDIT_ORDER = "trim -> tempo -> pitch -> loop -> fades -> gain -> loudness"
 
 
@@ -42,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("--quantize", choices=QUANTIZE_MODES, help="show memory with the frozen LLM quantized")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     chat = commands.add_parser("chat", help="one chat turn with optional media; music on demand")
-    _add_model_args(chat)
+    add_model_args(chat)
     chat.add_argument("--text", required=True)
     chat.add_argument("--audio", type=Path)
     chat.add_argument("--image", type=Path)
@@ -92,25 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_model_args(parser: argparse.ArgumentParser, scope: str = "") -> None:
-    """Which model a command runs and how it loads: the same flags wherever a pipeline is loaded (see _load)."""
-    parser.add_argument("--profile", choices=(*sorted(PROFILES), "auto"), default="tiny",
-                        help=f"{scope}auto: a trained model already here, else the default one downloaded if it fits, "
-                        "else tiny")
-    parser.add_argument("--model", "--checkpoint", dest="model", default=os.environ.get(MODEL_ENV) or None,
-                        help=f"{scope}{MODEL_HELP} (default ${MODEL_ENV}); overrides --profile")
-    parser.add_argument("--quantize", choices=QUANTIZE_MODES,
-                        help=f"{scope}load the frozen LLM quantized (CUDA, bitsandbytes)")
-    parser.add_argument("--device-map", choices=DEVICE_MAPS, help=f"{scope}spread the LLM over GPU, CPU RAM and disk")
-    parser.add_argument("--decoder", choices=DECODER_KINDS, default="musicgen")
-
-
 def _load(args: argparse.Namespace, out_dir: str | Path) -> tuple[MuMuPipeline, ModelChoice]:
     """The pipeline the model flags ask for, saying on stderr which model runs and why."""
-    options = LoadOptions("cuda" if torch.cuda.is_available() else "cpu", args.quantize, args.device_map)
-    choice = choose_model(args.model, args.profile, args.decoder, options)
-    print(choice.describe(), file=sys.stderr, flush=True)
-    print("loading model...", file=sys.stderr, flush=True)
+    choice, options = choose_from_args(args)
     return load_pipeline(choice, options, out_dir), choice
 
 
@@ -131,7 +112,7 @@ def _add_score_video(commands: argparse._SubParsersAction) -> None:
     score.add_argument("--loudness", type=float, default=-14.0, help="integrated loudness of the result, LUFS")
     score.add_argument("--stem-format", choices=STEM_FORMATS, default="wav")
     score.add_argument("--seed", type=int, default=0, help="with --prompt")
-    _add_model_args(score, scope="with --prompt: ")
+    add_model_args(score, scope="with --prompt: ")
     score.add_argument("--json", action="store_true", help="print one JSON object (the cue sheet)")
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx2
+import torch
 from huggingface_hub import HfApi, hf_hub_download, is_offline_mode, try_to_load_from_cache
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 
@@ -27,6 +28,7 @@ from mumu.decoder_pool import build_seeded_decoder
 from mumu.fit import DoesNotFit, Machine, check_fits, load_dtype, precision
 from mumu.info import report
 from mumu.llm import check_quantize, is_placed
+from mumu.modeling import MuMuModel
 from mumu.pipeline import MuMuPipeline
 from mumu.presets import MUSICGEN_CHECKPOINTS
 from mumu.profiles import full, get_profile, missing_sources, tiny
@@ -225,16 +227,9 @@ def _tiny(decoder: str, reason: str) -> ModelChoice:
     return ModelChoice(config, None, "tiny", "tiny", f"auto: {reason}", report(config, "fp32")["estimate"])
 
 
-def load_pipeline(choice: ModelChoice, options: LoadOptions, out_dir: str | Path) -> MuMuPipeline:
-    """The chat pipeline for a choice: weights in the device's precision, the LLM loaded as options say."""
-    device, config = options.device, choice.config
-    placed = is_placed(config.llm)
-    if choice.checkpoint is None and config.profile == "tiny" and not placed:  # fp32 anywhere: small, seeded
-        return MuMuPipeline.from_profile("tiny", decoder=config.decoder.kind, device=device, out_dir=out_dir)
-    plain = precision(device) == "fp32" and not placed
-    if plain and choice.checkpoint is not None and config == MuMuConfig.load(choice.checkpoint):
-        return MuMuPipeline.from_pretrained(choice.checkpoint, device=device, out_dir=out_dir)
-    dtype = load_dtype(device)
+def load_model(choice: ModelChoice, options: LoadOptions) -> MuMuModel:
+    """The model for a choice: weights in the device's precision, the LLM loaded as options say."""
+    device, config, dtype = options.device, choice.config, _dtype(choice, options)
     if choice.checkpoint is None:
         model = build_model(config, device=device, dtype=dtype)
     else:
@@ -243,4 +238,21 @@ def load_pipeline(choice: ModelChoice, options: LoadOptions, out_dir: str | Path
     if offloaded:  # accelerate leaves offloaded layers on "meta": their LoRA would hold no values
         raise ValueError(f"--device-map auto offloaded layers whose trained tensors cannot load ({offloaded[:3]}...); "
                          "use --quantize 4bit (or 8bit) so the LLM fits on the GPU")
-    return MuMuPipeline(model, build_seeded_decoder(config, config.decoder.kind, device, dtype), out_dir)
+    return model
+
+
+def load_pipeline(choice: ModelChoice, options: LoadOptions, out_dir: str | Path) -> MuMuPipeline:
+    """The chat pipeline for a choice: load_model's model and the model's own decoder in the same precision."""
+    model, config = load_model(choice, options), choice.config
+    return MuMuPipeline(model, build_seeded_decoder(config, config.decoder.kind, options.device,
+                                                    _dtype(choice, options)), out_dir)
+
+
+def _dtype(choice: ModelChoice, options: LoadOptions) -> torch.dtype | None:
+    """None (fp32, as built and saved) on the CPU and for the seeded tiny profile anywhere (small); else the device's
+    precision (bf16 on a GPU). A placed LLM (quantized or spread) always takes the device's."""
+    placed = is_placed(choice.config.llm)
+    tiny_seeded = choice.checkpoint is None and choice.config.profile == "tiny"
+    if not placed and (tiny_seeded or precision(options.device) == "fp32"):
+        return None
+    return load_dtype(options.device)

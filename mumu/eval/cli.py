@@ -10,8 +10,8 @@ from typing import Any
 
 from accelerate import PartialState
 
-from generation.registry import DECODER_KINDS
-from mumu.profiles import PROFILES
+from mumu.model_args import add_model_args, choose_from_args
+from mumu.model_source import LoadOptions, ModelChoice
 
 UNDERSTANDING = ("muchomusic", "captioning", "musicqa")
 GENERATION = ("text2music", "image2music", "video2music", "edit")
@@ -30,10 +30,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         "unchanged under `accelerate launch` (each process takes its share; the main process gathers and reports). "
         "Writes OUT/results.jsonl, OUT/summary.json and OUT/report.md (+ OUT/plots/).")
     ev.add_argument("task", choices=TASKS)
-    source = ev.add_mutually_exclusive_group()
-    source.add_argument("--model", help="MuMu checkpoint directory or Hub id")
-    source.add_argument("--profile", choices=sorted(PROFILES), default="tiny")
-    ev.add_argument("--decoder", choices=DECODER_KINDS, default="musicgen", help="with --profile")
+    add_model_args(ev)
     ev.add_argument("--data", required=True, type=Path, help="the benchmark file (see docs/evaluation.md)")
     ev.add_argument("--media-root", type=Path, help="folder the data's media paths are relative to")
     ev.add_argument("--out", required=True, type=Path, help="output folder (re-use it to resume)")
@@ -55,45 +52,31 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     ev.add_argument("--seed", type=int, default=0)
 
 
-def _model(args: argparse.Namespace, device: str) -> Any:
-    from mumu.builder import build_model
-    from mumu.checkpoint import from_pretrained
-    from mumu.profiles import get_profile
+def build_task(name: str, args: argparse.Namespace, model: ModelChoice, options: LoadOptions) -> Any:
+    """The task object for `name`, with its model (loaded as `mumu chat` loads it: mumu.model_source) and reference
+    models loaded. Understanding tasks load the model alone, generation tasks the pipeline with its decoder."""
+    from mumu.model_source import load_model, load_pipeline
 
-    if args.model:
-        return from_pretrained(args.model, device=device)
-    return build_model(get_profile(args.profile, decoder=args.decoder), device=device)
-
-
-def _pipeline(args: argparse.Namespace, device: str, out_dir: Path) -> Any:
-    from mumu.pipeline import MuMuPipeline
-
-    if args.model:
-        return MuMuPipeline.from_pretrained(args.model, device=device, out_dir=out_dir)
-    return MuMuPipeline.from_profile(args.profile, decoder=args.decoder, device=device, out_dir=out_dir)
-
-
-def build_task(name: str, args: argparse.Namespace, device: str) -> Any:
-    """The task object for `name`, with its model and reference models loaded."""
     if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
         raise ValueError("--batch-size and --limit must be >= 1")
     if name == "muchomusic":
         from mumu.eval.muchomusic import MuChoMusicTask
 
-        return MuChoMusicTask(_model(args, device), args.data, args.media_root, args.batch_size, not args.no_swap)
+        return MuChoMusicTask(load_model(model, options), args.data, args.media_root, args.batch_size,
+                              not args.no_swap)
     if name in ("captioning", "musicqa"):
         from mumu.eval.captioning import TextTask
 
         bertscore = None if args.bertscore_model == "none" else args.bertscore_model
-        return TextTask(name, _model(args, device), args.data, args.media_root, args.batch_size, args.max_new_tokens,
-                        bertscore, args.bertscore_layers)
+        return TextTask(name, load_model(model, options), args.data, args.media_root, args.batch_size,
+                        args.max_new_tokens, bertscore, args.bertscore_layers)
     from mumu.eval.generation import GenerationTask
     from mumu.eval.references import ReferenceModels
 
     references = ReferenceModels(clap=args.clap, mert=args.mert, tagger=args.tagger,
-                                 embeddings=tuple(args.embedding or ("clap",)), device=device)
-    return GenerationTask(name, _pipeline(args, device, args.out / "audio"), references, args.data, args.media_root,
-                          args.out, duration=args.duration, seed=args.seed)
+                                 embeddings=tuple(args.embedding or ("clap",)), device=options.device)
+    return GenerationTask(name, load_pipeline(model, options, args.out / "audio"), references, args.data,
+                          args.media_root, args.out, duration=args.duration, seed=args.seed)
 
 
 def _state() -> PartialState:
@@ -109,16 +92,18 @@ def eval_command(args: argparse.Namespace) -> dict[str, Any] | None:
     from mumu.eval.runner import run_eval
 
     state = _state()
+    if args.task == "ablation" and args.of is None:
+        raise ValueError("ablation needs --of TASK (the task whose media is swapped)")
+    model, options = choose_from_args(args, str(state.device))
     if args.task == "ablation":
         from mumu.eval.ablation import AblationTask
 
-        if args.of is None:
-            raise ValueError("ablation needs --of TASK (the task whose media is swapped)")
-        task = AblationTask(build_task(args.of, args, str(state.device)))
+        task = AblationTask(build_task(args.of, args, model, options))
     else:
-        task = build_task(args.task, args, str(state.device))
-    meta = {"task": args.task, "of": args.of, "model": args.model or f"profile:{args.profile}",
-            "data": str(args.data), "processes": state.num_processes}
+        task = build_task(args.task, args, model, options)
+    # The model that ran (with --profile auto, the one auto chose) and why.
+    meta = {"task": args.task, "of": args.of, "model": model.name if model.checkpoint else f"profile:{model.name}",
+            "model_reason": model.reason, "data": str(args.data), "processes": state.num_processes}
     result = run_eval(task, args.out, limit=args.limit, state=state, meta=meta,
                       log=lambda line: print(line, file=sys.stderr, flush=True))
     return result.summary

@@ -95,3 +95,22 @@ def test_cli_writes_three_outputs_reports_skips_and_resumes(fixtures, tmp_path, 
     capsys.readouterr()
     assert read_lines(out / RESULTS) == first_run
     assert not list((out / "parts").glob("*.jsonl"))
+
+
+def test_cli_chooses_and_loads_the_model_as_chat_does(fixtures, tmp_path, capsys, monkeypatch):
+    from huggingface_hub import constants
+
+    from mumu import model_source
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(model_source, "_local_trained", lambda default: None)  # whatever this machine's cache holds
+    args = ["eval", "muchomusic", "--data", str(fixtures / "muchomusic.csv"), "--media-root", str(fixtures),
+            "--out", str(tmp_path / "auto"), "--limit", "1"]
+    assert main([*args, "--profile", "auto"]) == 0
+    out, err = capsys.readouterr()
+    run = json.loads(out)["run"]
+    assert run["model"] == "profile:tiny" and run["model_reason"].startswith("auto: ")
+    assert "running the offline tiny profile" in err
+    # The same checks as chat, before anything loads: quantizing needs a CUDA GPU.
+    assert main([*args, "--quantize", "4bit"]) == 2
+    assert "--quantize 4bit needs a CUDA GPU" in capsys.readouterr().err
