@@ -10,7 +10,7 @@ from typing import Any
 
 import gradio as gr
 
-from demo.session import Session, new_session
+from demo.session import Session, close_session, new_session
 from generation.config import SamplingSettings
 from media.edits import EditPlan, parse_trim
 from mumu.pipeline import ChatOptions, MuMuPipeline
@@ -98,6 +98,13 @@ def retry(pipeline: MuMuPipeline, history: list[dict[str, Any]], session: Sessio
     message = session.sent[-1]
     history, session, _ = undo(pipeline, history, session)
     yield from respond(pipeline, message, history, session, *controls)
+
+
+def clear_chat(session: Session | None) -> tuple[list, None, None, Any]:
+    """Start over: the session's files are deleted (a replaced gr.State value never reaches its delete_callback),
+    then the chat, the input box, the session and the track choices are emptied."""
+    close_session(session)
+    return [], None, None, gr.Dropdown(choices=[NO_EDIT], value=NO_EDIT)
 
 
 def unlock_input() -> Any:

@@ -10,7 +10,7 @@ from typing import Any
 import gradio as gr
 
 from demo.gpu import SCORE_SECONDS, chat_concurrency, on_gpu, turn_seconds
-from demo.handlers import NO_EDIT, edit_exactly, respond, retry, score_clip, undo, unlock_input
+from demo.handlers import NO_EDIT, clear_chat, edit_exactly, respond, retry, score_clip, undo, unlock_input
 from demo.session import close_session
 from mumu.decoding import MUSIC_MODES
 from mumu.pipeline import MuMuPipeline
@@ -129,7 +129,7 @@ def build_demo(pipeline: MuMuPipeline, banner: str | None = None) -> gr.Blocks:
                 stop_button = gr.Button("Stop", variant="stop")
                 retry_button = gr.Button("Retry")
                 undo_button = gr.Button("Undo")
-                gr.ClearButton([chat, box, session], value="Clear")  # a cleared chat starts a new conversation
+                clear_button = gr.Button("Clear")  # a cleared chat starts a new conversation
         with gr.Tab("Score a video"):
             _score_tab(pipeline, session)
         # New controls go last, so API callers passing the earlier ones positionally keep working.
@@ -157,4 +157,5 @@ def build_demo(pipeline: MuMuPipeline, banner: str | None = None) -> gr.Blocks:
                          [chat, session, edit], api_name="edit")
         # Cancelling closes the handler's generator, which stops the turn inside the pipeline as well.
         stop_button.click(unlock_input, None, box, cancels=[sent, again], api_name=False)
+        clear_button.click(clear_chat, session, [chat, box, session, edit], cancels=[sent, again], api_name="clear")
     return demo

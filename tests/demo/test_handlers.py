@@ -53,3 +53,18 @@ def test_score_tab_handler_delivers_and_refuses_clearly(tmp_path):
         score_clip(pipeline, None, str(clip), None, " ", "auto", 10, True, -14, 0)
     with pytest.raises(gr.Error, match="hit point 5 s is outside the clip"):
         score_clip(pipeline, None, str(clip), str(track), "", "1, 5", 10, True, -14, 0)
+
+
+def test_clear_deletes_the_sessions_files_and_starts_over(tmp_path):
+    from demo.handlers import clear_chat
+
+    pipeline = MuMuPipeline.from_profile("tiny", out_dir=tmp_path)
+    controls = ("always", 0.5, 0, False, 3.0, 0.0, 1.0, 25, "(none)", True)
+    *_, session, _ = list(respond(pipeline, {"text": "music", "files": []}, [], None, *controls, None))[-1]
+    folder = session.conversation.out_dir
+    assert any(folder.rglob("*.wav"))
+    history, box, state, tracks = clear_chat(session)
+    assert (history, box, state) == ([], None, None)
+    assert tracks.value == "(none)" and tracks.choices == [("(none)", "(none)")]
+    assert not folder.exists()
+    assert clear_chat(None)[:3] == ([], None, None)  # nothing to delete yet
