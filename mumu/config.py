@@ -162,16 +162,18 @@ class PipelineConfig:
     max_batch: int = 8
     max_queue: int = 32
     continuous_batching: bool = True
-    # Prefix caching (mumu/prefix_cache.py): the keys and values of earlier prompts and replies, at most this many MiB,
-    # reused by prompts that begin alike (the template's preamble, a conversation's earlier turns); 0 turns it off.
-    prefix_cache_mb: float = 1024.0
+    # Prefix caching (mumu/prefix_cache.py): the keys and values of earlier prompts and replies, at most this many
+    # tokens' worth (counted in the memory estimate; 0.5 GiB for a 7B LLM in bf16), reused by prompts that begin alike
+    # (the template's preamble, a conversation's earlier turns); 0 turns it off.
+    prefix_cache_tokens: int = 1024
 
     def __post_init__(self) -> None:
         check_fields(self)
         for name, ok, accepted in (("batch_window_ms", 0 <= self.batch_window_ms <= 1000, "in [0, 1000] ms"),
                                    ("max_batch", 1 <= self.max_batch <= 256, "an integer in [1, 256]"),
                                    ("max_queue", 1 <= self.max_queue <= 10000, "an integer in [1, 10000]"),
-                                   ("prefix_cache_mb", 0 <= self.prefix_cache_mb <= 1 << 20, "in [0, 1048576] MiB")):
+                                   ("prefix_cache_tokens", 0 <= self.prefix_cache_tokens <= 1 << 20,
+                                    "an integer in [0, 1048576]")):
             if not ok:
                 raise ValueError(f"pipeline.{name}={getattr(self, name)!r} is out of range: expected {accepted}")
 

@@ -91,7 +91,8 @@ def _quantizable(model: MuMuModel) -> list[nn.Parameter]:
 
 def memory_estimate(model: MuMuModel, decoder: MusicDecoder, precision: str = "bf16") -> dict[str, Any]:
     """Memory to serve one request: every weight in `precision` (quantized base-LLM Linears at int8/int4), the
-    LLM's KV cache and prefill transients at the full context, and a fixed runtime allowance."""
+    LLM's KV cache and prefill transients at the full context, the prefix cache when full, and a fixed runtime
+    allowance."""
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
     cfg = model.config
@@ -105,11 +106,13 @@ def memory_estimate(model: MuMuModel, decoder: MusicDecoder, precision: str = "b
     llm = model.llm.get_base_model().config
     context = cfg.pipeline.max_context_tokens
     head_dim = llm.hidden_size // llm.num_attention_heads
-    kv_cache = 2 * llm.num_hidden_layers * llm.num_key_value_heads * head_dim * context * size
+    kv_per_token = 2 * llm.num_hidden_layers * llm.num_key_value_heads * head_dim * size
+    kv_cache = kv_per_token * context
+    prefix_cache = kv_per_token * cfg.pipeline.prefix_cache_tokens
     # Prefill over the whole context: fp32 logits for every position, and one layer's MLP (gate, up, product).
     prefill = context * llm.vocab_size * 4 + 3 * context * llm.intermediate_size * size
     gib = {"weights": weights / GIB, "kv_cache": kv_cache / GIB, "prefill": prefill / GIB,
-           "allowance": RUNTIME_ALLOWANCE_GIB}
+           "prefix_cache": prefix_cache / GIB, "allowance": RUNTIME_ALLOWANCE_GIB}
     return {"precision": precision, "quantize": quantize, "context_tokens": context,
             **{k: round(v, 3) for k, v in gib.items()}, "total_gib": round(sum(gib.values()), 3)}
 
@@ -135,5 +138,6 @@ def format_report(data: dict[str, Any]) -> str:
     weights = f"weights {est['weights']:.2f} ({est['precision']}" + (f", LLM {est['quantize']})" if est["quantize"]
                                                                        else ")")
     lines.append(f"to serve: {weights} + KV cache {est['kv_cache']:.2f} + prefill {est['prefill']:.2f} "
-                 f"({est['context_tokens']} tokens) + allowance {est['allowance']:.2f} = {est['total_gib']:.2f} GiB")
+                 f"({est['context_tokens']} tokens) + prefix cache {est['prefix_cache']:.2f} + allowance "
+                 f"{est['allowance']:.2f} = {est['total_gib']:.2f} GiB")
     return "\n".join(lines)

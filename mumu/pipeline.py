@@ -110,8 +110,8 @@ class MuMuPipeline:
         cfg = self.config.pipeline
         self.scheduler = TurnScheduler(model, self._lock, cfg.batch_window_ms / 1000, cfg.max_batch, cfg.max_queue,
                                        continuous=cfg.continuous_batching,
-                                       prefix_cache=PrefixCache(int(cfg.prefix_cache_mb * 2**20))
-                                       if cfg.prefix_cache_mb else None)
+                                       prefix_cache=PrefixCache(cfg.prefix_cache_tokens)
+                                       if cfg.prefix_cache_tokens else None)
         self._byte_tokens = byte_fallback_tokens(model.tokenizer)
 
     @classmethod

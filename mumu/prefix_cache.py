@@ -9,7 +9,8 @@ key: its prefill then feeds only the rest (mumu/batch_tensors.py lays the reused
 The shape of the batch that computed an entry changes its values in their last float bits only, as batching does
 (mumu/scheduler.py).
 
-The cache is bounded by the bytes it holds (least recently used entries go first). An entry whose tokens begin
+The cache is bounded by the tokens it holds (least recently used entries go first); its memory is that many tokens'
+keys and values (mumu.info counts it in the memory estimate). An entry whose tokens begin
 another entry's replaces it: the longer one serves every prompt the shorter one served. Hand-written rather than
 transformers' cache classes: those hold one batch's running cache, not a store of many sequences looked up by prefix.
 """
@@ -44,9 +45,8 @@ class _Entry:
     tokens: np.ndarray
     kv: KeyValues
 
-    @property
-    def nbytes(self) -> int:
-        return sum(k.nbytes + v.nbytes for k, v in self.kv)
+    def __len__(self) -> int:
+        return len(self.tokens)
 
 
 def media_key(inputs: dict[str, ModalityInput | None], row: int) -> Hashable:
@@ -63,30 +63,30 @@ def media_key(inputs: dict[str, ModalityInput | None], row: int) -> Hashable:
 
 
 class PrefixCache:
-    """Keys and values of earlier sequences by (media key, tokens), at most `max_bytes` in all; thread-safe."""
+    """Keys and values of earlier sequences by (media key, tokens), at most `max_tokens` in all; thread-safe."""
 
-    def __init__(self, max_bytes: int) -> None:
-        if max_bytes < 0:
-            raise ValueError(f"the prefix cache's size is {max_bytes} bytes; expected 0 (off) or more")
-        self.max_bytes = max_bytes
+    def __init__(self, max_tokens: int) -> None:
+        if max_tokens < 0:
+            raise ValueError(f"the prefix cache's size is {max_tokens} tokens; expected 0 (off) or more")
+        self.max_tokens = max_tokens
         self._entries: collections.OrderedDict[int, tuple[Hashable, _Entry]] = collections.OrderedDict()
         self._next_id = 0
-        self._bytes = 0
+        self._tokens = 0
         self._lock = threading.Lock()
         self.lookups = 0
         self.reused_tokens = 0
 
     @property
-    def nbytes(self) -> int:
-        """Bytes held now."""
-        return self._bytes
+    def tokens(self) -> int:
+        """Tokens held now."""
+        return self._tokens
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def lookup(self, tokens: Sequence[int], key: Hashable) -> Reused | None:
         """The longest prefix of `tokens` held for `key`, leaving at least the last token to feed (None: no match)."""
-        if not self.max_bytes:
+        if not self.max_tokens:
             return None
         query = np.asarray(tokens[:-1], dtype=np.int64)
         with self._lock:
@@ -105,7 +105,7 @@ class PrefixCache:
     def store(self, tokens: Sequence[int], kv: KeyValues, key: Hashable) -> None:
         """Keep a sequence's keys and values (copied by the caller; not aliased to a running batch's tensors)."""
         entry = _Entry(np.asarray(tokens, dtype=np.int64), kv)
-        if not self.max_bytes or len(entry.tokens) == 0 or entry.nbytes > self.max_bytes:
+        if not self.max_tokens or len(entry) == 0 or len(entry) > self.max_tokens:
             return
         with self._lock:
             for entry_id, (entry_key, held) in list(self._entries.items()):
@@ -119,17 +119,17 @@ class PrefixCache:
                     self._remove(entry_id)
             self._entries[self._next_id] = (key, entry)
             self._next_id += 1
-            self._bytes += entry.nbytes
-            while self._bytes > self.max_bytes:
+            self._tokens += len(entry)
+            while self._tokens > self.max_tokens:
                 self._remove(next(iter(self._entries)))
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
-            self._bytes = 0
+            self._tokens = 0
 
     def _remove(self, entry_id: int) -> None:
-        self._bytes -= self._entries.pop(entry_id)[1].nbytes
+        self._tokens -= len(self._entries.pop(entry_id)[1])
 
 
 def _common_prefix(a: np.ndarray, b: np.ndarray) -> int:

@@ -12,8 +12,8 @@ decodes joins it at the next step (prefilled by a forward of its own, its KV cac
 while fewer than `max_batch` rows decode), and a row leaves the batch as soon as it ends, its reply going back to
 its caller at once. With `continuous` off (pipeline.continuous_batching) rows arriving during a batch wait for the
 next one.
-With a prefix cache (mumu.prefix_cache, pipeline.prefix_cache_mb) a row's prefill feeds only what follows the longest
-prefix of its prompt kept from earlier rows (the template's preamble, its conversation's earlier turns).
+With a prefix cache (mumu.prefix_cache, pipeline.prefix_cache_tokens) a row's prefill feeds only what follows the
+longest prefix of its prompt kept from earlier rows (the template's preamble, its conversation's earlier turns).
 
 Music: rows share a batch when they use the same decoder with the same mode and settings but the seed
 (generation.registry.batch_key: MusicGen new music from embeddings or a caption, MusicGen-Melody from embeddings;

@@ -67,8 +67,10 @@ def test_serving_estimate_matches_the_llama_2_7b_formulas(full_report):
     # Prefill: fp32 logits over the 32,008-token vocabulary, plus one MLP's gate, up and product in bf16.
     assert est["prefill"] == pytest.approx((2048 * 32008 * 4 + 3 * 2048 * 11008 * 2) / 2**30, abs=1e-3)
     assert est["weights"] == pytest.approx(full_report["total"]["memory_gib"]["bf16"], abs=2e-3)
-    assert est["total_gib"] == pytest.approx(est["weights"] + est["kv_cache"] + est["prefill"] + est["allowance"],
-                                             abs=2e-3)
+    # The prefix cache when full: 1024 tokens' keys and values, half the context's.
+    assert est["prefix_cache"] == pytest.approx(est["kv_cache"] * 1024 / 2048, abs=1e-3)
+    assert est["total_gib"] == pytest.approx(est["weights"] + est["kv_cache"] + est["prefill"] + est["prefix_cache"]
+                                             + est["allowance"], abs=2e-3)
 
 
 @pytest.mark.parametrize(("mode", "bytes_per_weight"), [("4bit", 0.5), ("8bit", 1.0)])

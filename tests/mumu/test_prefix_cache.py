@@ -24,7 +24,7 @@ def _kv(tokens, layers=2, heads=2, dim=4, fill=None):
 
 
 def test_lookup_finds_the_longest_common_prefix_and_leaves_the_last_token_to_feed():
-    cache = PrefixCache(1 << 20)
+    cache = PrefixCache(100)
     cache.store([1, 2, 3, 4, 5], _kv([1, 2, 3, 4, 5]), NO_MEDIA)
     cache.store([1, 2, 9], _kv([1, 2, 9]), NO_MEDIA)
     found = cache.lookup([1, 2, 3, 7, 8], NO_MEDIA)
@@ -37,7 +37,7 @@ def test_lookup_finds_the_longest_common_prefix_and_leaves_the_last_token_to_fee
 
 
 def test_entries_are_kept_per_media_key():
-    cache = PrefixCache(1 << 20)
+    cache = PrefixCache(100)
     with_music = (("music", "abc"),)
     cache.store([1, 2, 3], _kv([1, 2, 3]), with_music)
     assert cache.lookup([1, 2, 3, 4], NO_MEDIA) is None
@@ -45,23 +45,22 @@ def test_entries_are_kept_per_media_key():
 
 
 def test_a_longer_sequence_replaces_the_entry_it_extends_and_a_held_prefix_is_not_stored_again():
-    cache = PrefixCache(1 << 20)
+    cache = PrefixCache(100)
     cache.store([1, 2], _kv([1, 2]), NO_MEDIA)
     cache.store([1, 2, 3, 4], _kv([1, 2, 3, 4]), NO_MEDIA)
     assert len(cache) == 1
     cache.store([1, 2, 3], _kv([1, 2, 3]), NO_MEDIA)
     assert len(cache) == 1 and cache.lookup([1, 2, 3, 4, 5], NO_MEDIA).length == 4
-    assert cache.nbytes == sum(k.nbytes + v.nbytes for k, v in _kv([1, 2, 3, 4]))
+    assert cache.tokens == 4
 
 
-def test_the_least_recently_used_entries_go_when_the_bytes_run_out():
-    one = sum(k.nbytes + v.nbytes for k, v in _kv([1, 2, 3]))
-    cache = PrefixCache(2 * one)
+def test_the_least_recently_used_entries_go_when_the_tokens_run_out():
+    cache = PrefixCache(6)
     cache.store([1, 2, 3], _kv([1, 2, 3]), NO_MEDIA)
     cache.store([4, 5, 6], _kv([4, 5, 6]), NO_MEDIA)
     cache.lookup([1, 2, 3, 0], NO_MEDIA)  # [1, 2, 3] is now the more recently used
     cache.store([7, 8, 9], _kv([7, 8, 9]), NO_MEDIA)
-    assert cache.nbytes == 2 * one
+    assert cache.tokens == 6
     assert cache.lookup([4, 5, 6, 0], NO_MEDIA) is None
     assert cache.lookup([1, 2, 3, 0], NO_MEDIA).length == 3 and cache.lookup([7, 8, 9, 0], NO_MEDIA).length == 3
     cache.store(list(range(10)), _kv(list(range(10))), NO_MEDIA)  # larger than the whole cache: not kept
@@ -71,8 +70,8 @@ def test_the_least_recently_used_entries_go_when_the_bytes_run_out():
 def test_the_size_is_checked():
     with pytest.raises(ValueError, match="prefix cache"):
         PrefixCache(-1)
-    with pytest.raises(ValueError, match="prefix_cache_mb"):
-        PipelineConfig(prefix_cache_mb=-1)
+    with pytest.raises(ValueError, match="prefix_cache_tokens"):
+        PipelineConfig(prefix_cache_tokens=-1)
 
 
 def test_media_keys_follow_the_rows_adapter_tokens_and_ignore_absent_rows(model):
@@ -106,7 +105,7 @@ def test_a_prompt_reusing_a_held_prefix_feeds_only_the_rest_and_decodes_the_same
     second = prompt_ids(model, "Describe the music of a rainy afternoon")
     shared = _common(first, second)
     expected = _decode(model, [second], max_new_tokens=12)
-    cache = PrefixCache(1 << 24)
+    cache = PrefixCache(4096)
     _decode(model, [first], cache=cache, max_new_tokens=12)
     shapes, handle = _forwards(model)
     try:
@@ -125,7 +124,7 @@ def test_rows_reusing_prefixes_of_different_lengths_decode_as_one_batch_like_eac
                prompt_ids(model, "What instruments play here?")]
     media = [None, media_for(model, seed=2), None]
     alone = [_decode(model, [p], [m], max_new_tokens=10)[0] for p, m in zip(prompts, media, strict=True)]
-    cache = PrefixCache(1 << 24)
+    cache = PrefixCache(4096)
     _decode(model, [held], cache=cache, max_new_tokens=10)
     before = cache.reused_tokens
     assert _decode(model, prompts, media, cache=cache, max_new_tokens=10) == alone
@@ -140,7 +139,7 @@ def _common(a, b):
 
 
 def test_kept_keys_and_values_are_those_of_a_fresh_forward_over_the_sequence(model):
-    cache = PrefixCache(1 << 24)
+    cache = PrefixCache(4096)
     prompt = prompt_ids(model)
     tokens = _decode(model, [prompt], cache=cache, max_new_tokens=6)[0]
     sequence = [*prompt, *tokens[:-1]]  # the last token was chosen, never fed
