@@ -63,11 +63,14 @@ def media_key(inputs: dict[str, ModalityInput | None], row: int) -> Hashable:
 
 
 class PrefixCache:
-    """Keys and values of earlier sequences by (media key, tokens), at most `max_tokens` in all; thread-safe."""
+    """Keys and values of earlier sequences by (media key, tokens), at most `max_tokens` in all; thread-safe.
+
+    No cache at all (None where one is taken) is prefix caching off; a cache always holds something.
+    """
 
     def __init__(self, max_tokens: int) -> None:
-        if max_tokens < 0:
-            raise ValueError(f"the prefix cache's size is {max_tokens} tokens; expected 0 (off) or more")
+        if max_tokens < 1:
+            raise ValueError(f"the prefix cache's size is {max_tokens} tokens; expected 1 or more (no cache is off)")
         self.max_tokens = max_tokens
         self._entries: collections.OrderedDict[int, tuple[Hashable, _Entry]] = collections.OrderedDict()
         self._next_id = 0
@@ -86,8 +89,6 @@ class PrefixCache:
 
     def lookup(self, tokens: Sequence[int], key: Hashable) -> Reused | None:
         """The longest prefix of `tokens` held for `key`, leaving at least the last token to feed (None: no match)."""
-        if not self.max_tokens:
-            return None
         query = np.asarray(tokens[:-1], dtype=np.int64)
         with self._lock:
             self.lookups += 1
@@ -105,7 +106,7 @@ class PrefixCache:
     def store(self, tokens: Sequence[int], kv: KeyValues, key: Hashable) -> None:
         """Keep a sequence's keys and values (copied by the caller; not aliased to a running batch's tensors)."""
         entry = _Entry(np.asarray(tokens, dtype=np.int64), kv)
-        if not self.max_tokens or len(entry) == 0 or len(entry) > self.max_tokens:
+        if len(entry) == 0 or len(entry) > self.max_tokens:
             return
         with self._lock:
             for entry_id, (entry_key, held) in list(self._entries.items()):

@@ -68,8 +68,9 @@ def test_the_least_recently_used_entries_go_when_the_tokens_run_out():
 
 
 def test_the_size_is_checked():
-    with pytest.raises(ValueError, match="prefix cache"):
-        PrefixCache(-1)
+    for size in (-1, 0):
+        with pytest.raises(ValueError, match="prefix cache's size is"):
+            PrefixCache(size)
     with pytest.raises(ValueError, match="prefix_cache_tokens"):
         PipelineConfig(prefix_cache_tokens=-1)
 
